@@ -1,0 +1,3 @@
+from mmgitops.cli import main
+
+raise SystemExit(main())

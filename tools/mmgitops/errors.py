@@ -1,0 +1,26 @@
+"""Findings (exit 1) and environment/usage errors (exit 2)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One problem, printed as one line: FILE: KIND/NAME: FIELD: message [rule]."""
+
+    file: str
+    obj: str
+    field: str
+    message: str
+    rule: str
+
+    def line(self) -> str:
+        return f"{self.file}: {self.obj}: {self.field or '(object)'}: {self.message} [{self.rule}]"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+class ToolError(Exception):
+    """The tool cannot run here (missing kustomize, go, CRDs, bad arguments): exit 2."""
