@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except ToolError as exc:
-        err.print(f"mmgitops: error: {exc}", markup=False, highlight=False)
+        err.print(f"mmgitops: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -125,7 +125,10 @@ def kustomize_version(command: list[str]) -> str:
 
 
 def check_kustomize(command: list[str]) -> str:
-    version = kustomize_version(command)
+    try:
+        version = kustomize_version(command)
+    except OSError as exc:
+        raise ToolError(f"cannot run {command[0]}: {exc.strerror}; run `make setup` or fix MMGITOPS_KUSTOMIZE") from exc
     match = re.search(r"v(\d+)\.", version)
     if not match or int(match.group(1)) < 5:
         raise ToolError(
@@ -206,12 +209,16 @@ def render_all(targets: list[Target], command: list[str]) -> list[Rendered]:
 _DUPLICATE = re.compile(r"already registered id: ([A-Za-z0-9]+)\.[^/\s]*/([^.\s]+)")
 _MALFORMED = re.compile(r"MalformedYAMLError: (.*?) in File: (\S+)")
 _UNKNOWN_FIELD = re.compile(r'unknown field "([^"]+)"')
+_WRAPPER_NOISE = re.compile(r"accumulating resources: accumulation err='accumulating resources from '[^']*': "
+                            r"'[^']*' must resolve to a file': recursed accumulation of path '[^']*': ")
 _MISSING_FILE = re.compile(r"open (\S+): no such file or directory|evalsymlink failure on '([^']+)'")
 
 
 def kustomize_error(stderr: str, directory: Path, kfile: Path) -> Finding:
     """One line from kustomize's multi-line error, naming the file, object and field."""
-    text = " ".join(stderr.replace("Error:", " ").split())
+    text = " ".join(stderr.split()).removeprefix("Error: ")
+    # What the wrapper kustomization adds in front of the real error says nothing to the user.
+    text = _WRAPPER_NOISE.sub("", text)
     shown = display(kfile)
     owner = f"Kustomization/{directory.name}"
     if match := _DUPLICATE.search(text):
@@ -220,8 +227,12 @@ def kustomize_error(stderr: str, directory: Path, kfile: Path) -> Finding:
                        "the same object is rendered twice", "duplicate-object")
     if match := _MALFORMED.search(text):
         problem, file = match.groups()
-        return Finding(display(directory / file) if not os.path.isabs(file) else display(Path(file)),
-                       "(document)", "(yaml)", f"invalid YAML: {problem}", "yaml")
+        where = Path(file) if os.path.isabs(file) else directory / file
+        if not where.exists():  # named relative to a nested kustomization
+            where = next(directory.rglob(Path(file).name), where)
+        line = re.match(r"yaml: (line \d+): (.*)", problem)
+        field, problem = line.groups() if line else ("(yaml)", problem)
+        return Finding(display(where), "(document)", field, f"invalid YAML: {problem}", "yaml")
     if match := _UNKNOWN_FIELD.search(text):
         return Finding(shown, owner, match.group(1), "unknown field in kustomization", "kustomize")
     if match := _MISSING_FILE.search(text):
@@ -229,5 +240,6 @@ def kustomize_error(stderr: str, directory: Path, kfile: Path) -> Finding:
         hint = ""
         if missing.endswith(".env") and Path(missing + ".example").exists():
             hint = f"; copy {display(Path(missing + '.example'))} to it (`make setup` does)"
-        return Finding(shown, owner, "resources", f"missing file {display(Path(missing))}{hint}", "kustomize")
+        field = "secretGenerator" if missing.endswith(".env") else "resources"
+        return Finding(shown, owner, field, f"missing file {display(Path(missing))}{hint}", "kustomize")
     return Finding(shown, owner, "", f"kustomize build failed: {text[:300]}", "kustomize")

@@ -57,7 +57,7 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Resul
             if obj.kind == "ArgoCD" and obj.group == "argoproj.io":
                 findings.update(health.check_instance(obj, health_counts))
     findings.update(policy.run_tree_rules(targets, ctx))
-    result = Result(sorted(findings))
+    result = Result(one_per_field(findings))
     result.counts = {
         "kustomizations": sum(t.kind == "Kustomization" for t in targets),
         "components": sum(t.kind == "Component" for t in targets),
@@ -74,3 +74,16 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Resul
         "seconds": round(time.perf_counter() - started, 3),
     }
     return result
+
+
+def one_per_field(findings: set[Finding]) -> list[Finding]:
+    """One problem, one line: where a policy rule explains a field the schema also rejects, keep the rule."""
+    explained = {(f.file, f.obj, f.field) for f in findings if f.rule != "schema"}
+    kept: dict[tuple[str, str, str], Finding] = {}
+    # Several schema keywords can reject one value (a pattern and an enum): the enum says most.
+    for f in sorted(findings, key=lambda f: ("is not one of" not in f.message, f)):
+        key = (f.file, f.obj, f.field)
+        if f.rule == "schema" and (key in explained or key in kept):
+            continue
+        kept[key if f.rule == "schema" else (*key, f.rule, f.message)] = f
+    return sorted(kept.values())

@@ -100,7 +100,7 @@ def _violations(steps: list[Step]) -> list[Finding]:
                                    f"needs {wanted}, which this plan never syncs: {need['why']}", "plan-order"))
             elif not any(before(p, step) for p in providers):
                 out.append(Finding(obj.file, obj.ref, "(order)",
-                                   f"synced in the same or an earlier wave than {wanted} "
+                                   f"not synced after {wanted} "
                                    f"({_where(providers[0])}): {need['why']}", "plan-order"))
         if obj.kind != "Namespace":
             out.extend(_namespace_order(step, steps))

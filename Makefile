@@ -1,0 +1,41 @@
+# Every target installs what it needs first, so each works on a fresh clone.
+VENV      ?= .venv
+PYTHON    ?= python3
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STORAGE   := components/modelmesh/storage/storage-config.env
+PROFILES  := $(wildcard argocd/bootstrap/*) $(wildcard overlays/*)
+
+.PHONY: setup test validate plan bench lint clean
+
+setup: $(STAMP) $(STORAGE)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+# The real file is git-ignored; the example holds placeholders only.
+$(STORAGE):
+	cp $@.example $@
+	@echo "created $@ from the example: put your S3 credentials there before applying it"
+
+test: setup
+	$(BIN)/ruff check tools tests
+	$(BIN)/pytest
+
+validate: setup
+	$(BIN)/mmgitops validate
+
+plan: setup
+	@for p in $(PROFILES); do $(BIN)/mmgitops plan $$p || exit 1; done
+
+bench: setup
+	$(BIN)/mmgitops bench validate
+
+lint: setup
+	$(BIN)/ruff check tools tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

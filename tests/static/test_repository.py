@@ -1,0 +1,81 @@
+"""This repository's own manifests: valid against their real schemas, and installable in order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+BOOTSTRAPS = sorted(str(p) for p in Path("argocd/bootstrap").iterdir()) if Path("argocd/bootstrap").is_dir() else []
+PROFILES = sorted(str(p) for p in Path("overlays").iterdir()) if Path("overlays").is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    import subprocess
+    import sys
+
+    # A separate process, as a user runs it: `mmgitops validate --format json`.
+    proc = subprocess.run([sys.executable, "-m", "mmgitops", "validate", "--format", "json"],
+                          capture_output=True, text=True)
+    assert proc.returncode in (0, 1), proc.stderr
+    data = json.loads(proc.stdout)
+    data["exit"] = proc.returncode
+    return data
+
+
+@pytest.mark.static
+def test_repository_manifests_validate_clean(report):
+    assert report["findings"] == []
+    assert report["exit"] == 0
+
+
+@pytest.mark.static
+def test_every_rendered_object_is_checked_against_a_schema(report):
+    counts = report["counts"]
+    assert counts["without_schema"] == 0
+    checked = counts["checked_against"]
+    assert checked["builtin_schema"] + checked["crd_schema"] == counts["objects_checked"]
+    assert checked["crd_schema"] > 0 and checked["builtin_schema"] > 0
+
+
+@pytest.mark.static
+def test_schemas_come_from_every_pinned_module(report):
+    sources = " ".join(report["counts"]["crd_sources"])
+    for module in ("opendatahub-operator", "kserve/kserve", "gpu-operator", "cluster-nfd-operator",
+                   "operator-framework/api", "argo-cd", "argocd-operator"):
+        assert module in sources
+
+
+@pytest.mark.static
+def test_health_checks_ran_against_all_samples(report):
+    assert report["counts"]["health_check_cases"] >= 15
+
+
+@pytest.mark.static
+@pytest.mark.parametrize("path", BOOTSTRAPS + PROFILES)
+def test_sync_plan_is_valid(cli, path):
+    run = cli("plan", path)
+    assert run.code == 0, run.out
+    assert run.lines[-1].startswith("order is valid")
+
+
+@pytest.mark.static
+@pytest.mark.parametrize("overlay", ["serving", "full", "dev"])
+def test_rhoai_instance_overlay_manages_modelmesh(overlay):
+    from mmgitops import render
+
+    out = render.render_kustomization(render.find_kubectl(), render.Target(
+        Path(f"components/instances/rhoai-instance/overlays/{overlay}").resolve(), "Kustomization"))
+    dsc = next(o for o in out.objects if o.kind == "DataScienceCluster")
+    assert dsc.api_version == "datasciencecluster.opendatahub.io/v1"
+    assert dsc.body["spec"]["components"]["modelmeshserving"]["managementState"] == "Managed"
+
+
+@pytest.mark.static
+def test_app_of_apps_children_wait_on_each_other(cli):
+    run = cli("plan", "--format", "json", "argocd/bootstrap/serving-gpu")
+    steps = json.loads(run.out)["steps"]
+    order = [s["name"] for s in steps if s["kind"] in ("Subscription", "ClusterPolicy", "InferenceService")]
+    assert order.index("gpu-operator-certified") < order.index("gpu-cluster-policy") < order.index("onnx-mnist")

@@ -1,0 +1,47 @@
+"""Usage and environment errors: one line on stderr, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.unit
+def test_missing_path_is_a_usage_error(cli):
+    run = cli("validate", "no/such/dir")
+    assert run.code == 2
+    assert run.err.strip() == "mmgitops: error: no/such/dir: no such file or directory"
+
+
+@pytest.mark.unit
+def test_missing_crds_dir_is_an_environment_error(cli):
+    run = cli("validate", "--crds", "no-such-crds", "overlays/serving")
+    assert run.code == 2
+    assert "--crds no-such-crds: not a directory" in run.err
+
+
+@pytest.mark.unit
+def test_missing_kustomize_says_how_to_get_it(cli, monkeypatch):
+    monkeypatch.setenv("MMGITOPS_KUSTOMIZE", "/nonexistent/kustomize build")
+    run = cli("validate", "overlays/serving")
+    assert run.code == 2
+    assert "make setup" in run.err
+
+
+@pytest.mark.unit
+def test_no_command_prints_help_and_exits_2():
+    proc = subprocess.run([sys.executable, "-m", "mmgitops"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "validate" in proc.stdout and "plan" in proc.stdout
+
+
+@pytest.mark.unit
+def test_json_output_of_a_broken_file_lists_the_finding(cli):
+    run = cli("validate", "--format", "json", "tests/unit/fixtures/channel-3x.yaml")
+    data = json.loads(run.out)
+    assert run.code == 1
+    assert data["ok"] is False
+    assert [f["rule"] for f in data["findings"]] == ["rhoai-channel-2x"]
