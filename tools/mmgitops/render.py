@@ -138,9 +138,12 @@ def check_kustomize(command: list[str]) -> str:
     return version
 
 
-def run_kustomize(command: list[str], directory: Path, with_origin: bool) -> subprocess.CompletedProcess[str]:
+def run_kustomize(
+    command: list[str], directory: Path, with_origin: bool
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """The build, and the wrapper directory that origin paths are relative to ("" without origins)."""
     if not with_origin:
-        return subprocess.run([*command, str(directory)], capture_output=True, text=True)
+        return subprocess.run([*command, str(directory)], capture_output=True, text=True), ""
     # A wrapper kustomization asks kustomize to annotate where each object came from,
     # without touching the user's files.
     with tempfile.TemporaryDirectory(prefix="mmgitops-") as tmp:
@@ -152,8 +155,7 @@ def run_kustomize(command: list[str], directory: Path, with_origin: bool) -> sub
         )
         result = subprocess.run([*command, tmp], capture_output=True, text=True)
         result.stderr = result.stderr.replace(tmp, "").replace(rel, str(directory))
-        result.tmp = tmp  # type: ignore[attr-defined]
-        return result
+        return result, tmp
 
 
 def _origin_file(obj: dict, tmp: str, fallback: Path) -> Path:
@@ -170,14 +172,14 @@ def _origin_file(obj: dict, tmp: str, fallback: Path) -> Path:
 
 
 def render_kustomization(command: list[str], target: Target) -> Rendered:
-    result = run_kustomize(command, target.path, with_origin=True)
+    result, wrapper = run_kustomize(command, target.path, with_origin=True)
     kfile = kustomization_file(target.path) or target.path / "kustomization.yaml"
     out = Rendered(target)
     if result.returncode != 0:
         out.findings.append(kustomize_error(result.stderr, target.path, kfile))
         return out
     for body in load_all(result.stdout):
-        source = _origin_file(body, result.tmp, kfile)  # type: ignore[attr-defined]
+        source = _origin_file(body, wrapper, kfile)
         out.objects.append(K8sObject(body, display(source), display(target.path)))
     return out
 
