@@ -158,7 +158,7 @@ def run_kustomize(
         return result, tmp
 
 
-def _origin_file(obj: dict, tmp: str, fallback: Path) -> Path:
+def _origin_file(obj: dict, wrapper: str, fallback: Path) -> Path:
     meta = obj.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     raw = annotations.pop(ORIGIN_ANNOTATION, None)
@@ -168,7 +168,7 @@ def _origin_file(obj: dict, tmp: str, fallback: Path) -> Path:
         return fallback
     origin = yaml.safe_load(raw) or {}
     where = origin.get("path") or origin.get("configuredIn")
-    return Path(os.path.normpath(Path(tmp) / where)) if where else fallback
+    return Path(os.path.normpath(Path(wrapper) / where)) if where else fallback
 
 
 def render_kustomization(command: list[str], target: Target) -> Rendered:

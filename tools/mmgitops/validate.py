@@ -77,13 +77,12 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Resul
 
 
 def one_per_field(findings: set[Finding]) -> list[Finding]:
-    """One problem, one line: where a policy rule explains a field the schema also rejects, keep the rule."""
+    """One problem, one line: where a policy rule explains a field the schema also rejects, keep the rule;
+    where several schema keywords reject one value (a pattern and an enum), keep the enum, which says most."""
     explained = {(f.file, f.obj, f.field) for f in findings if f.rule != "schema"}
-    kept: dict[tuple[str, str, str], Finding] = {}
-    # Several schema keywords can reject one value (a pattern and an enum): the enum says most.
-    for f in sorted(findings, key=lambda f: ("is not one of" not in f.message, f)):
+    schema: dict[tuple[str, str, str], Finding] = {}
+    for f in sorted((f for f in findings if f.rule == "schema"), key=lambda f: ("is not one of" not in f.message, f)):
         key = (f.file, f.obj, f.field)
-        if f.rule == "schema" and (key in explained or key in kept):
-            continue
-        kept[key if f.rule == "schema" else (*key, f.rule, f.message)] = f
-    return sorted(kept.values())
+        if key not in explained:
+            schema.setdefault(key, f)
+    return sorted([f for f in findings if f.rule != "schema"] + list(schema.values()))
