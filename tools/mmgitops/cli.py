@@ -50,6 +50,24 @@ def parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="list the policy rules and why each exists")
     rules.add_argument("--format", choices=("text", "json"), default="text")
 
+    ap = sub.add_parser("apply", help="server-side apply a profile in Argo CD's order, waiting between waves",
+                        description="Apply an overlay to any cluster in Argo CD's order (phase, wave, kind, name). "
+                        "Before each wave it waits until the kinds it needs are served and the previous wave is "
+                        "healthy, by the same rules as the Lua health checks in argocd/.")
+    ap.add_argument("path", type=Path, metavar="PATH", help="e.g. overlays/serving-gpu")
+    ap.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
+    ap.add_argument("--dry-run", choices=("none", "server"), default="none",
+                    help="server: let the API server validate every object and persist nothing")
+    ap.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS", help="per wait (default 300)")
+
+    local = sub.add_parser("local", help="the local target: a real control plane with simulated GPU nodes")
+    local_sub = local.add_subparsers(dest="local", metavar="WHAT", required=True)
+    local_sub.add_parser("build", help="build (or find cached) kube-apiserver, controller-manager, scheduler, "
+                         "etcd and kwok from the versions pinned in pins.toml")
+    lc = local_sub.add_parser("cluster", help="start, stop or inspect the local cluster")
+    lc.add_argument("action", choices=("up", "down", "status"))
+    lc.add_argument("--format", choices=("text", "json"), default="text")
+
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
     bv = bench_sub.add_parser("validate", help="validate vs bare kustomize build, as a ratio")
@@ -118,9 +136,70 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    from mmgitops.apply import apply as apply_mod
+
+    command = render.find_kubectl()
+    render.check_kustomize(command)
+    if args.kubeconfig and not Path(args.kubeconfig).is_file():
+        raise ToolError(f"--kubeconfig {args.kubeconfig}: no such file")
+    dry = args.dry_run == "server"
+    with err.status("Rendering...") as status:
+        outcome = apply_mod.run(args.path, repo_root(), command, args.kubeconfig, dry, args.timeout,
+                                lambda text: status.update(text))
+    for ref, result in outcome.applied:
+        print(f"{ref} {result}{' (server dry run)' if dry else ''}")
+    for ref, why in outcome.skipped:
+        print(f"{ref} skipped: {why}")
+    for finding in outcome.findings:
+        print(finding.line())
+    print(apply_mod.summary(outcome, dry) + (f"; {len(outcome.findings)} error(s)" if outcome.findings else ""))
+    return EXIT_FINDINGS if outcome.findings else EXIT_OK
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from mmgitops.local import binaries, cluster
+
+    if args.local == "build":
+        started = time.monotonic()
+        with err.status("Checking the binary cache...") as status:
+            bins, built = binaries.ensure(lambda text: status.update(f"Building {text}"))
+        for path in bins.all():
+            print(path)
+        what = f"built {', '.join(built)}" if built else "all cached"
+        print(f"{what} in {time.monotonic() - started:.0f} s; cache {binaries.cache_size() / 2**20:.0f} MiB")
+        return EXIT_OK
+    if args.action == "up":
+        with err.status("Starting the local cluster...") as status:
+            info = cluster.up(lambda text: status.update(text))
+        print(json.dumps(info, indent=2) if args.format == "json" else
+              f"local cluster up in {info['seconds']} s: API server {info['server']}\n"
+              f"kubeconfig: {info['kubeconfig']}\n"
+              f"next: mmgitops apply overlays/serving-gpu --kubeconfig {info['kubeconfig']}")
+        return EXIT_OK
+    if args.action == "down":
+        stopped = cluster.down()
+        print("\n".join(f"stopped {s}" for s in stopped) if stopped else "no local cluster was running")
+        return EXIT_OK
+    info = cluster.status()
+    if args.format == "json":
+        print(json.dumps(info, indent=2))
+    elif not info["up"]:
+        print("no local cluster")
+    else:
+        print(f"API server {info['server']}, kubeconfig {info['kubeconfig']}")
+        for name, proc in info["processes"].items():
+            print(f"  {name:<24} pid {proc['pid']:<8} {'running' if proc['running'] else 'NOT running'}")
+    return EXIT_OK if not info["up"] or all(p["running"] for p in info["processes"].values()) else EXIT_FINDINGS
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handlers = {"validate": cmd_validate, "plan": cmd_plan, "rules": cmd_rules, "bench": cmd_bench}
+    handlers = {"validate": cmd_validate, "plan": cmd_plan, "rules": cmd_rules, "bench": cmd_bench,
+                "apply": cmd_apply, "local": cmd_local}
     if args.command not in handlers:
         parser().print_help()
         return EXIT_ERROR

@@ -97,7 +97,7 @@ def _violations(steps: list[Step]) -> list[Finding]:
             wanted = need["kind"] + (f"/{need['name']}" if need.get("name") else "")
             if not providers:
                 out.append(Finding(obj.file, obj.ref, "(order)",
-                                   f"needs {wanted}, which this plan never syncs: {need['why']}", "plan-order"))
+                                   f"needs {wanted}, which this plan never syncs: {need['why']}", "plan-missing"))
             elif not any(before(p, step) for p in providers):
                 out.append(Finding(obj.file, obj.ref, "(order)",
                                    f"not synced after {wanted} "

@@ -1,0 +1,40 @@
+"""One local cluster for the integration tier: started before its first test, stopped by PID after."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = "mmgitops-test"
+
+
+def mmgitops(*args: str, env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mmgitops", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def cluster_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    # Its own name and state directory: a user's `mmgitops` cluster is never touched.
+    state = tmp_path_factory.mktemp("state")
+    return {**os.environ, "MMGITOPS_CLUSTER_NAME": CLUSTER, "MMGITOPS_STATE": str(state)}
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_env: dict[str, str]) -> Iterator[dict]:
+    mmgitops("local", "cluster", "down", env=cluster_env)  # leftovers of an interrupted run
+    up = mmgitops("local", "cluster", "up", "--format", "json", env=cluster_env)
+    if up.returncode != 0:
+        pytest.fail(f"local cluster up failed: {up.stderr.strip()[-2000:]}")
+    info = json.loads(up.stdout)
+    try:
+        yield info
+    finally:
+        mmgitops("local", "cluster", "down", env=cluster_env)

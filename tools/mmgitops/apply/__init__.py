@@ -1,0 +1,1 @@
+"""`mmgitops apply`: install a profile in Argo CD's order on any cluster, without Argo CD."""
