@@ -72,6 +72,11 @@ def test_gpu_workers_carry_gpu_capacity_and_labels(cluster):
         assert node.metadata.labels["feature.node.kubernetes.io/pci-10de.present"] == "true"
 
 
+def test_openshift_route_api_is_served(cluster):
+    groups = client.ApisApi(api(cluster)).get_api_versions().groups
+    assert "route.openshift.io" in {g.name for g in groups}
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profile_passes_server_dry_run(cluster, cluster_env, profile):
     run = mmgitops("apply", f"overlays/{profile}", "--kubeconfig", cluster["kubeconfig"], "--dry-run=server",

@@ -68,13 +68,14 @@ def evaluate(rule: str, value: Any) -> bool | None:
     return bool(result)
 
 
-def check_rules(obj: K8sObject, rules: list[CelRule], counts: dict[str, int]) -> list[Finding]:
+def check_rules(obj: K8sObject, body: Any, rules: list[CelRule], counts: dict[str, int]) -> list[Finding]:
+    """body is obj as the API server sees it (defaults applied); obj names it in findings."""
     findings = []
     for rule in rules:
         if "oldSelf" in rule.rule:
             counts["transition_skipped"] = counts.get("transition_skipped", 0) + 1
             continue
-        for where, value in values_at(obj.body, rule.path, []):
+        for where, value in values_at(body, rule.path, []):
             verdict = evaluate(rule.rule, value)
             key = {True: "passed", False: "failed", None: "unsupported"}[verdict]
             counts[key] = counts.get(key, 0) + 1

@@ -11,6 +11,7 @@ from jsonschema.exceptions import ValidationError
 from mmgitops.errors import Finding
 from mmgitops.objects import K8sObject
 from mmgitops.schemas.catalog import Catalog
+from mmgitops.schemas.crd import apply_defaults
 
 _REQUIRED = re.compile(r"'([^']+)' is a required property")
 
@@ -61,10 +62,16 @@ def check_object(obj: K8sObject, catalog: Catalog, counts: dict[str, int]) -> tu
         return [no_schema(obj, catalog)], ""
     counts[source] = counts.get(source, 0) + 1
     findings = []
-    for err in validator.iter_errors(obj.body):
+    for err in validator.iter_errors(defaulted(obj, catalog)):
         for path, message in describe(err):
             findings.append(Finding(obj.file, obj.ref, path, message, "schema"))
     return findings, source
+
+
+def defaulted(obj: K8sObject, catalog: Catalog) -> Any:
+    """The object as the API server validates it: with its CRD's defaults applied."""
+    crd = catalog.crd(obj.group, obj.version, obj.kind)
+    return apply_defaults(obj.body, crd.schema) if crd else obj.body
 
 
 def no_schema(obj: K8sObject, catalog: Catalog) -> Finding:

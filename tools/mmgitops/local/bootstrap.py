@@ -22,7 +22,7 @@ def populate(kubeconfig: Path, node_bodies: list[dict[str, Any]]) -> None:
             core.create_node(body)
         except ApiException as exc:
             if exc.status != 409:
-                raise
+                raise ToolError(f"node {body['metadata']['name']} rejected: {exc.reason}") from exc
     install_crds(api)
 
 

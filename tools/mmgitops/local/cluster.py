@@ -113,10 +113,14 @@ def up(progress: Callable[[str], None]) -> dict[str, Any]:
     (state / "cluster.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     from mmgitops.local import bootstrap
 
-    progress("adding nodes and installing the pinned CRDs")
-    bootstrap.populate(kubeconfig_path(), nodes.cluster_nodes())
-    progress("starting the operator stand-ins")
-    info["standins_pid"] = _start_standins(state)
+    try:
+        progress("adding nodes and installing the pinned CRDs")
+        bootstrap.populate(kubeconfig_path(), nodes.cluster_nodes())
+        progress("starting the operator stand-ins")
+        info["standins_pid"] = _start_standins(state)
+    except BaseException:
+        down()  # a half-started cluster helps nobody: stop what this call started
+        raise
     info["seconds"] = round(time.monotonic() - started, 1)
     (state / "cluster.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info

@@ -17,9 +17,9 @@ import platformdirs
 from mmgitops.errors import ToolError
 from mmgitops.yamlio import load_all
 
-CONVERTER_VERSION = "3"  # bump when the conversion below changes, to refresh caches
+CONVERTER_VERSION = "5"  # bump when the conversion below changes, to refresh caches
 COPIED = (
-    "enum", "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
+    "default", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
     "uniqueItems", "minProperties", "maxProperties", "required", "multipleOf", "format",
 )
 
@@ -62,13 +62,13 @@ def convert(node: dict[str, Any], path: tuple[str, ...], rules: list[CelRule] | 
         if node.get(exclusive) is True and bound in out:
             out[exclusive] = out.pop(bound)
     for key in ("allOf", "anyOf", "oneOf"):
-        if key in node:
-            subs = [convert(sub, path, None) for sub in node[key]]
+        if isinstance(node.get(key), list):
+            subs = [convert(sub, path, None) for sub in node[key] if isinstance(sub, dict)]
             if key in out:  # anyOf already holds int-or-string: nest to keep both
                 out.setdefault("allOf", []).append({key: subs})
             else:
                 out[key] = subs
-    if "not" in node:
+    if isinstance(node.get("not"), dict):
         out["not"] = convert(node["not"], path, None)
     if "properties" in node:
         out["properties"] = {k: convert(v, (*path, k), rules) for k, v in node["properties"].items()}
@@ -137,9 +137,32 @@ def load_crd_files(files: list[tuple[Path, str]], object_meta_ref: dict[str, str
             raise ToolError(f"{path}: cannot read CRD: {str(exc).splitlines()[0]}") from exc
         for doc in docs:
             if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
-                kinds.extend(kinds_from_crd(doc, label, object_meta_ref))
+                try:
+                    kinds.extend(kinds_from_crd(doc, label, object_meta_ref))
+                except (KeyError, TypeError, AttributeError) as exc:
+                    raise ToolError(f"{path}: not a CRD this tool can read ({type(exc).__name__}: {exc})") from exc
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp")
     tmp.write_text(json.dumps([asdict(k) for k in kinds]), encoding="utf-8")
     tmp.replace(cached)
     return kinds
+
+
+def apply_defaults(value: Any, schema: dict[str, Any]) -> Any:
+    """A copy of value with the schema's defaults filled in, as the API server does before it validates."""
+    if isinstance(value, dict):
+        out = dict(value)
+        props = schema.get("properties") or {}
+        for key, sub in props.items():
+            if key not in out and "default" in sub:
+                out[key] = json.loads(json.dumps(sub["default"]))
+        for key, item in list(out.items()):
+            sub = props.get(key)
+            if sub is None and isinstance(schema.get("additionalProperties"), dict):
+                sub = schema["additionalProperties"]
+            if isinstance(sub, dict):
+                out[key] = apply_defaults(item, sub)
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_defaults(item, schema["items"]) for item in value]
+    return value
