@@ -45,3 +45,25 @@ def test_json_output_of_a_broken_file_lists_the_finding(cli):
     assert run.code == 1
     assert data["ok"] is False
     assert [f["rule"] for f in data["findings"]] == ["rhoai-channel-2x"]
+
+
+@pytest.mark.unit
+def test_apply_without_a_kubeconfig_says_how_to_get_one(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    run = cli("apply", "overlays/serving")
+    assert run.code == 2
+    assert "pass --kubeconfig FILE or set KUBECONFIG" in run.err
+
+
+@pytest.mark.unit
+def test_apply_to_an_unreachable_api_server_is_one_line(cli, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {}}]\n")
+    run = cli("apply", "overlays/serving", "--kubeconfig", str(kubeconfig), "--timeout", "5")
+    assert run.code == 2
+    assert run.err.startswith("mmgitops: error: cannot reach the API server")
+    assert "Traceback" not in run.err

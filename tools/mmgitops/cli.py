@@ -144,9 +144,18 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.kubeconfig and not Path(args.kubeconfig).is_file():
         raise ToolError(f"--kubeconfig {args.kubeconfig}: no such file")
     dry = args.dry_run == "server"
-    with err.status("Rendering...") as status:
-        outcome = apply_mod.run(args.path, repo_root(), command, args.kubeconfig, dry, args.timeout,
-                                lambda text: status.update(text))
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        with err.status("Rendering...") as status:
+            outcome = apply_mod.run(args.path, repo_root(), command, args.kubeconfig, dry, args.timeout,
+                                    lambda text: status.update(text))
+    except ConfigException as exc:
+        raise ToolError(f"no usable kubeconfig ({exc}): pass --kubeconfig FILE or set KUBECONFIG; "
+                        "`mmgitops local cluster status` shows the local cluster's") from exc
+    except HTTPError as exc:
+        raise ToolError(f"cannot reach the API server: {str(exc).splitlines()[0][:200]}") from exc
     for ref, result in outcome.applied:
         print(f"{ref} {result}{' (server dry run)' if dry else ''}")
     for ref, why in outcome.skipped:
