@@ -167,7 +167,13 @@ def _wait_healthy(dyn: DynamicClient, steps: list[plan_mod.Step], lua: dict[tupl
         for step in steps:
             obj = step.obj
             resource = dyn.resources.get(api_version=obj.api_version, kind=obj.kind)
-            live = resource.get(name=obj.name, namespace=obj.namespace or None).to_dict()
+            try:
+                live = resource.get(name=obj.name, namespace=obj.namespace or None).to_dict()
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise ToolError(f"reading {obj.ref}: {exc.reason}") from exc
+                pending.append(f"{obj.ref} is gone (deleted by someone else?)")
+                continue
             status, message = health_mod.health(live, lua)
             if status != "Healthy":
                 pending.append(f"{obj.ref} {status}{': ' + message if message else ''}")
