@@ -1,0 +1,49 @@
+"""Python stubs for the `mmesh` protos, generated with grpcio-tools at first use and cached.
+
+Generating at run time keeps the stubs in step with the installed protobuf runtime; nothing
+generated is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import sys
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+
+import grpc_tools
+import platformdirs
+from grpc_tools import protoc
+
+from mmgitops.errors import ToolError
+
+PROTOS = ("model-runtime.proto",)
+
+
+def _out_dir() -> Path:
+    proto_dir = Path(str(resources.files("mmgitops.mesh").joinpath("proto")))
+    digest = hashlib.sha256(grpc_tools.__file__.encode())
+    for name in PROTOS:
+        digest.update((proto_dir / name).read_bytes())
+    return Path(platformdirs.user_cache_dir("mmgitops")) / "stubs" / digest.hexdigest()[:16]
+
+
+@cache
+def load(name: str) -> tuple[ModuleType, ModuleType]:
+    """(messages, services) for a proto of this package, e.g. load("model-runtime")."""
+    proto_dir = Path(str(resources.files("mmgitops.mesh").joinpath("proto")))
+    out = _out_dir()
+    module = name.replace("-", "_")
+    if not (out / f"{module}_pb2_grpc.py").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        include = Path(grpc_tools.__file__).parent / "_proto"
+        code = protoc.main(["protoc", f"-I{proto_dir}", f"-I{include}", f"--python_out={out}",
+                            f"--grpc_python_out={out}", str(proto_dir / f"{name}.proto")])
+        if code != 0:
+            raise ToolError(f"protoc failed on {name}.proto (exit {code})")
+    if str(out) not in sys.path:
+        sys.path.insert(0, str(out))
+    return importlib.import_module(f"{module}_pb2"), importlib.import_module(f"{module}_pb2_grpc")
