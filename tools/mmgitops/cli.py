@@ -67,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
     lc = local_sub.add_parser("cluster", help="start, stop or inspect the local cluster")
     lc.add_argument("action", choices=("up", "down", "status"))
     lc.add_argument("--format", choices=("text", "json"), default="text")
+    mesh_parser(local_sub)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
@@ -74,7 +75,47 @@ def parser() -> argparse.ArgumentParser:
     bv.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     bv.add_argument("--repeat", type=int, default=3)
     bv.add_argument("--crds", type=Path, metavar="DIR")
+    bm = bench_sub.add_parser("mesh", help="the local mesh: added latency, throughput, cold loads, density",
+                              description="Starts its own local mesh (named bench) twice and prints: warm p50/p99 "
+                              "and throughput through the mesh vs straight to MLServer, cold-load p50/p95, and "
+                              "hot-set latency with many more models registered than fit. Takes a few minutes.")
+    bm.add_argument("--requests", type=int, default=2000, metavar="N", help="sequential requests per path")
+    bm.add_argument("--seconds", type=float, default=5.0, help="throughput run per path")
+    bm.add_argument("--clients", type=int, default=4, help="concurrent clients in the throughput run")
+    bm.add_argument("--cold-loads", type=int, default=40, metavar="N")
+    bm.add_argument("--models", type=int, default=1000, metavar="N", help="registered models in the density run")
+    bm.add_argument("--hot", type=int, default=50, metavar="N", help="hot set in the density run")
+    bm.add_argument("--rounds", type=int, default=10, metavar="N", help="passes over the hot set")
     return top
+
+
+def mesh_parser(local_sub: argparse._SubParsersAction) -> None:
+    from mmgitops.mesh.faults import FAULTS
+
+    lm = local_sub.add_parser(
+        "mesh", help="start, stop or inspect the local mesh (a ModelMesh-compatible data plane for tests)",
+        description="The local mesh: N instance processes, each with a real MLServer behind the ModelRuntime "
+        "SPI, a registry in etcd and models in S3 (a moto server unless --storage-config is given), all on "
+        "127.0.0.1. It is a test target for the conformance suite, not a production server.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="fault switches (test-only, off by default):\n" + "\n".join(
+            f"  {name:<16} {why}" for name, why in FAULTS.items()))
+    lm.add_argument("action", choices=("up", "down", "status"))
+    lm.add_argument("--instances", type=int, default=3, metavar="N", help="instance processes (default 3)")
+    lm.add_argument("--capacity", type=int, default=64 * 2**20, metavar="BYTES",
+                    help="model cache per instance, as the runtime reports it (default 64 MiB)")
+    lm.add_argument("--min-churn-age-ms", type=int, default=300_000, metavar="MS",
+                    help="refuse a load that would evict a model used this recently (default 300000, ModelMesh's)")
+    lm.add_argument("--load-timeout-ms", type=int, default=90_000, metavar="MS", help="default 90000")
+    lm.add_argument("--max-loading-concurrency", type=int, default=2, metavar="N", help="per instance (default 2)")
+    lm.add_argument("--samples", type=int, default=4, metavar="N",
+                    help="sample sklearn models to train, upload and register as vmodels sample-00.. (default 4)")
+    lm.add_argument("--no-register", action="store_true", help="upload the samples but register nothing")
+    lm.add_argument("--storage-config", type=Path, metavar="FILE",
+                    help="a storage-config JSON with a storage named local-s3 to use instead of a moto server")
+    lm.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS), metavar="NAME",
+                    help="turn on a test-only fault switch (repeatable; listed below)")
+    lm.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -128,6 +169,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from mmgitops import bench
 
+    if args.bench == "mesh":
+        from mmgitops.mesh import bench as mesh_bench
+
+        with err.status("Benchmarking the local mesh...") as status:
+            print(mesh_bench.run(lambda text: status.update(text), args.requests, args.seconds, args.clients,
+                                 args.cold_loads, args.models, args.hot, args.rounds))
+        return EXIT_OK
+
     paths = args.paths or render.default_paths(repo_root())
     command = render.find_kubectl()
     render.check_kustomize(command)
@@ -172,6 +221,8 @@ def cmd_local(args: argparse.Namespace) -> int:
 
     from mmgitops.local import binaries, cluster
 
+    if args.local == "mesh":
+        return cmd_mesh(args)
     if args.local == "build":
         started = time.monotonic()
         with err.status("Checking the binary cache...") as status:
@@ -203,6 +254,36 @@ def cmd_local(args: argparse.Namespace) -> int:
         for name, proc in info["processes"].items():
             print(f"  {name:<24} pid {proc['pid']:<8} {'running' if proc['running'] else 'NOT running'}")
     return EXIT_OK if not info["up"] or all(p["running"] for p in info["processes"].values()) else EXIT_FINDINGS
+
+
+def cmd_mesh(args: argparse.Namespace) -> int:
+    import json
+
+    from mmgitops.mesh import control
+
+    if args.action == "up":
+        options = control.Options(
+            instances=args.instances, capacity_bytes=args.capacity, min_churn_age_ms=args.min_churn_age_ms,
+            load_timeout_ms=args.load_timeout_ms, max_loading_concurrency=args.max_loading_concurrency,
+            samples=args.samples, register_samples=not args.no_register, storage_config=args.storage_config,
+            faults=args.fault)
+        with err.status("Starting the local mesh...") as status:
+            state = control.up(options, lambda text: status.update(text))
+        print(json.dumps(state, indent=2) if args.format == "json" else control.describe(state))
+        return EXIT_OK
+    if args.action == "down":
+        stopped = control.down()
+        print("\n".join(f"stopped {s}" for s in stopped) if stopped else "no local mesh was running")
+        return EXIT_OK
+    info = control.status()
+    if args.format == "json":
+        print(json.dumps(info, indent=2))
+    elif not info["up"]:
+        print("no local mesh")
+    else:
+        print(control.describe(info))
+    running = [i.get("running", True) for i in info.get("instances", [])]
+    return EXIT_OK if all(running) else EXIT_FINDINGS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 import platformdirs
 import yaml
 
+from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.local import binaries, nodes
 
@@ -134,33 +134,6 @@ def _start_standins(state: Path) -> int:
     return proc.pid
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of this process counts as gone.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().split()
-        return stat[2] != "Z"
-    except OSError:
-        return False
-
-
-def _stop(pid: int, timeout: float = 10.0) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-
-
 def kwok_pids() -> dict[str, int]:
     """The component processes kwokctl started, from the pid files it keeps."""
     pid_dir = Path.home() / ".kwok" / "clusters" / name() / "pids"
@@ -179,8 +152,8 @@ def down() -> list[str]:
     pid_file = state / "standins.pid"
     if pid_file.is_file():
         pid = int(pid_file.read_text().strip())
-        if _alive(pid):
-            _stop(pid)
+        if procs.alive(pid):
+            procs.stop(pid)
             stopped.append(f"operator stand-ins (pid {pid})")
     components = kwok_pids()
     if components or (Path.home() / ".kwok" / "clusters" / name()).exists():
@@ -188,8 +161,8 @@ def down() -> list[str]:
         if bins.kwokctl.is_file():
             _kwokctl(bins, "delete", "cluster")
         for component, pid in components.items():
-            if _alive(pid):  # kwokctl missed it: stop it ourselves, by PID
-                _stop(pid)
+            if procs.alive(pid):  # kwokctl missed it: stop it ourselves, by PID
+                procs.stop(pid)
             stopped.append(f"{component} (pid {pid})")
     if state.exists():
         for path in sorted(state.rglob("*"), reverse=True):
@@ -202,9 +175,9 @@ def status() -> dict[str, Any]:
     info = read_state()
     if info is None:
         return {"up": False}
-    processes = {name: {"pid": pid, "running": _alive(pid)} for name, pid in kwok_pids().items()}
+    processes = {name: {"pid": pid, "running": procs.alive(pid)} for name, pid in kwok_pids().items()}
     pid_file = state_dir() / "standins.pid"
     if pid_file.is_file():
         pid = int(pid_file.read_text().strip())
-        processes["operator-standins"] = {"pid": pid, "running": _alive(pid)}
+        processes["operator-standins"] = {"pid": pid, "running": procs.alive(pid)}
     return {"up": True, **info, "processes": processes}

@@ -1,7 +1,9 @@
 """The `mmesh.ModelRuntime` SPI in front of a real MLServer: what ModelMesh's runtime adapter does.
 
 loadModel writes an MLServer model-settings.json for the model and asks MLServer to load it
-through its repository API; sizes follow ModelMesh's rule (size on disk x 1.25).
+through its repository API; sizes follow ModelMesh's rule (size on disk x 1.25). When the model key
+names a storage ({"storage_key": ...}), the puller first downloads the model from S3, as ModelMesh's
+runtime adapter does; without one, the model path is a local path.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import grpc
 import mlserver
 from mlserver.grpc import model_repository_pb2, model_repository_pb2_grpc
 
-from mmgitops.mesh import stubs
+from mmgitops.mesh import storage, stubs
 from mmgitops.mesh.modelserver import ModelServer
 
 pb, pb_grpc = stubs.load("model-runtime")
@@ -47,6 +49,14 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
     config: RuntimeConfig
     sizes: dict[str, int] = field(default_factory=dict)
     lock: Lock = field(default_factory=Lock)
+    puller: storage.Puller | None = None
+    # Where pulled models go; by default beside the MLServer repository, one directory per repository.
+    download_root: Path | None = None
+
+    @property
+    def downloads(self) -> Path:
+        models = self.server.models_dir
+        return self.download_root or models.with_name(f"{models.name}.pulled")
 
     def _repository(self) -> model_repository_pb2_grpc.ModelRepositoryServiceStub:
         return model_repository_pb2_grpc.ModelRepositoryServiceStub(grpc.insecure_channel(self.server.grpc_target))
@@ -73,7 +83,7 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
         implementation = IMPLEMENTATIONS.get(request.modelType)
         if implementation is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model type {request.modelType!r} is not supported")
-        path = Path(request.modelPath)
+        path = self._pull(request, context)
         if not path.exists():
             context.abort(grpc.StatusCode.INTERNAL, f"model path {request.modelPath} does not exist")
         model_dir = self.server.models_dir / request.modelId
@@ -88,6 +98,7 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
                 timeout=self.config.loading_timeout_ms / 1000)
         except grpc.RpcError as exc:
             shutil.rmtree(model_dir, ignore_errors=True)
+            self._remove_pulled(request.modelId)
             context.abort(grpc.StatusCode.INTERNAL, f"MLServer could not load {request.modelId}: {exc.details()}")
         size = int(self.size_on_disk(path) * MODELSIZE_MULTIPLIER)
         with self.lock:
@@ -104,14 +115,52 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
                     context.abort(grpc.StatusCode.INTERNAL, f"unload of {request.modelId}: {exc.details()}")
             shutil.rmtree(model_dir, ignore_errors=True)
+        self._remove_pulled(request.modelId)
         with self.lock:
             self.sizes.pop(request.modelId, None)
         return pb.UnloadModelResponse()
 
     def predictModelSize(self, request, context):
-        path = Path(request.modelPath)
-        size = int(self.size_on_disk(path) * MODELSIZE_MULTIPLIER) if path.exists() else DEFAULT_MODELSIZE
-        return pb.PredictModelSizeResponse(sizeInBytes=size)
+        return pb.PredictModelSizeResponse(sizeInBytes=self._predicted_size(request))
+
+    def _pull(self, request, context) -> Path:
+        """The local path to load: the model path itself, or where the puller put the model."""
+        try:
+            key = storage.parse_model_key(request.modelKey)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INTERNAL, f"model {request.modelId}: path {request.modelPath}: {exc}")
+        if key.storage_key is None:
+            return Path(request.modelPath)
+        if self.puller is None:
+            context.abort(grpc.StatusCode.INTERNAL, f"model {request.modelId}: storage {key.storage_key!r}: "
+                          f"path {request.modelPath}: this runtime has no storage config")
+        try:
+            return self.puller.pull(request.modelId, request.modelPath, request.modelKey, self.downloads)
+        except storage.PullError as exc:
+            context.abort(grpc.StatusCode.INTERNAL, str(exc))
+
+    def _remove_pulled(self, model_id: str) -> None:
+        pulled = self.downloads / model_id
+        # The id comes off the wire: only ever a directory directly under the download root.
+        if pulled.parent == self.downloads and pulled.name not in ("", ".", ".."):
+            shutil.rmtree(pulled, ignore_errors=True)
+
+    def _predicted_size(self, request) -> int:
+        """ModelMesh's order: the key's disk_size_bytes, then the storage's size, then the local path's."""
+        try:
+            key = storage.parse_model_key(request.modelKey)
+        except ValueError:
+            key = storage.ModelKey()  # a size estimate is best effort: a bad key fails at load time
+        on_disk = key.disk_size_bytes
+        if on_disk is None and key.storage_key is not None and self.puller is not None:
+            try:
+                on_disk = self.puller.size(request.modelPath, request.modelKey, request.modelId)
+            except storage.PullError:
+                on_disk = None
+        if on_disk is None and key.storage_key is None and request.modelPath:
+            path = Path(request.modelPath)
+            on_disk = self.size_on_disk(path) if path.exists() else None
+        return int(on_disk * MODELSIZE_MULTIPLIER) if on_disk is not None else DEFAULT_MODELSIZE
 
     def modelSize(self, request, context):
         with self.lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -15,6 +16,8 @@ import grpc
 from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
 
 from mmgitops.errors import ToolError
+
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -37,16 +40,26 @@ class ModelServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # Its own group when it has one (MLServer may fork helpers), else just the process.
+            group = os.getpgid(self.process.pid) != os.getpgrp()
+            kill = (lambda sig: os.killpg(self.process.pid, sig)) if group else self.process.send_signal
+            kill(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                kill(signal.SIGKILL)
                 self.process.wait()
 
 
-def start(models_dir: Path, log: Path, timeout: float = 60.0) -> ModelServer:
-    """MLServer with no worker pool (parallel_workers 0: ready in seconds, no event-loop trouble)."""
+def _die_with_parent() -> None:
+    # Like a container in a pod: when the instance process dies, even by SIGKILL, its model server goes too.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def start(models_dir: Path, log: Path, timeout: float = 60.0, own_group: bool = True) -> ModelServer:
+    """MLServer with no worker pool (parallel_workers 0: ready in seconds, no event-loop trouble).
+
+    own_group False keeps it in the caller's process group and ties its life to the caller's."""
     models_dir.mkdir(parents=True, exist_ok=True)
     ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
     env = {
@@ -63,7 +76,8 @@ def start(models_dir: Path, log: Path, timeout: float = 60.0) -> ModelServer:
     mlserver = Path(sys.executable).parent / "mlserver"
     with log.open("ab") as out:
         process = subprocess.Popen([str(mlserver), "start", str(models_dir)], env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=own_group,
+                                   preexec_fn=None if own_group else _die_with_parent)
     server = ModelServer(models_dir, ports["grpc"], ports["http"], ports["metrics"], process)
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(server.grpc_target) as channel:

@@ -20,7 +20,7 @@ from grpc_tools import protoc
 
 from mmgitops.errors import ToolError
 
-PROTOS = ("model-runtime.proto",)
+PROTOS = ("model-runtime.proto", "model-mesh.proto")
 
 
 def _out_dir() -> Path:

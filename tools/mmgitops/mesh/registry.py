@@ -1,0 +1,248 @@
+"""The mesh's shared state in etcd, and each process's live view of it.
+
+Keys under the mesh's prefix:
+  models/<modelId>              registered model: type, path, key, initial last use
+  vmodels/<vModelId>            alias: owner, active and target model ids
+  instances/<instanceId>        a live instance: endpoint and cache figures (on the instance's lease)
+  copies/<modelId>/<instanceId> a copy's state: LOADING, LOADED or LOADING_FAILED (on the instance's lease)
+
+Registrations have no lease, so they outlive every instance; an instance's copies and its own record
+share its lease, so a killed instance's copies vanish with it when the lease expires.
+The view is filled by one range read and kept current by a watch from the next revision, so the
+request path never waits on etcd.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import etcd3gw
+from etcd3gw.lease import Lease
+
+HOUR_MS = 3_600_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class ModelRecord:
+    type: str
+    path: str = ""
+    key: str = ""
+    last_used: int = 0
+    auto_delete: bool = False
+
+
+@dataclass
+class VModelRecord:
+    active: str
+    target: str
+    owner: str = ""
+
+
+@dataclass
+class CopyRecord:
+    status: str  # LOADING | LOADED | LOADING_FAILED
+    time: int
+    error: str = ""
+
+
+@dataclass
+class InstanceRecord:
+    endpoint: str
+    capacity: int = 0  # bytes
+    used: int = 0  # bytes
+    models: int = 0
+    lru: int = 0  # epoch ms of the least recently used copy's last use (0: empty)
+    started: int = field(default_factory=now_ms)
+
+
+KINDS: dict[str, type] = {"models": ModelRecord, "vmodels": VModelRecord, "instances": InstanceRecord,
+                          "copies": CopyRecord}
+
+
+@dataclass
+class View:
+    models: dict[str, ModelRecord] = field(default_factory=dict)
+    vmodels: dict[str, VModelRecord] = field(default_factory=dict)
+    instances: dict[str, InstanceRecord] = field(default_factory=dict)
+    copies: dict[str, dict[str, CopyRecord]] = field(default_factory=dict)
+
+
+class Registry:
+    def __init__(self, endpoint: str, prefix: str = "/mmesh/") -> None:
+        host, _, port = endpoint.removeprefix("http://").rpartition(":")
+        self._connect = lambda: etcd3gw.Etcd3Client(host=host, port=int(port), timeout=5, api_path="/v3/")
+        self.client = self._connect()
+        self.prefix = prefix
+        self.view = View()
+        self.lock = threading.RLock()
+        self.revision = 0
+        self._watcher: Any = None
+        self._listeners: list[Callable[[str, str, str, Any], None]] = []
+        # Copies removed when their instance's lease expired, as (revision, instance) -> model ids.
+        self._dead_at: dict[str, int] = {}
+        self._recent_copy_deletes: list[tuple[int, str, str]] = []
+        self._key_revisions: dict[str, int] = {}
+
+    # ---- writes: each is applied to this process's view at once, so it reads its own writes ----
+    def _put(self, kind: str, name: str, record: Any, lease: Lease | None = None) -> None:
+        key, value = f"{self.prefix}{kind}/{name}", json.dumps(asdict(record))
+        body: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+        if lease is not None:
+            body["lease"] = lease.id
+        result = self.client.post(self.client.get_url("/kv/put"), json=body)
+        self._apply_own("PUT", key, value, result)
+
+    def _delete(self, kind: str, name: str) -> None:
+        key = f"{self.prefix}{kind}/{name}"
+        result = self.client.post(self.client.get_url("/kv/deleterange"), json={"key": _b64(key)})
+        self._apply_own("DELETE", key, "", result)
+
+    def _apply_own(self, event: str, key: str, value: str, result: dict[str, Any]) -> None:
+        with self.lock:
+            self._apply(event, key, value, int(result["header"]["revision"]))
+
+    def create_model(self, model_id: str, record: ModelRecord) -> bool:
+        """False when the id is taken (registration is first-writer-wins, as in ModelMesh)."""
+        created = bool(self.client.create(f"{self.prefix}models/{model_id}", json.dumps(asdict(record))))
+        if created:
+            with self.lock:
+                self.view.models[model_id] = record
+        return created
+
+    def put_model(self, model_id: str, record: ModelRecord) -> None:
+        self._put("models", model_id, record)
+
+    def delete_model(self, model_id: str) -> None:
+        self._delete("models", model_id)
+
+    def put_vmodel(self, vmodel_id: str, record: VModelRecord) -> None:
+        self._put("vmodels", vmodel_id, record)
+
+    def delete_vmodel(self, vmodel_id: str) -> None:
+        self._delete("vmodels", vmodel_id)
+
+    def put_copy(self, model_id: str, instance_id: str, record: CopyRecord, lease: Lease) -> None:
+        self._put("copies", f"{model_id}/{instance_id}", record, lease)
+
+    def delete_copy(self, model_id: str, instance_id: str) -> None:
+        self._delete("copies", f"{model_id}/{instance_id}")
+
+    def put_instance(self, instance_id: str, record: InstanceRecord, lease: Lease) -> None:
+        self._put("instances", instance_id, record, lease)
+
+    def lease(self, ttl: int) -> Lease:
+        return self.client.lease(ttl)
+
+    # ---- reads straight from etcd: for the management API, which must see every instance's writes ----
+    def _range(self, key: str, prefix: bool = False) -> list[tuple[str, str]]:
+        body = {"key": _b64(key)}
+        if prefix:
+            body["range_end"] = _b64(_prefix_end(key))
+        result = self.client.post(self.client.get_url("/kv/range"), json=body)
+        return [(_unb64(kv["key"]), _unb64(kv.get("value", ""))) for kv in result.get("kvs", [])]
+
+    def read_model(self, model_id: str) -> ModelRecord | None:
+        found = self._range(f"{self.prefix}models/{model_id}")
+        return ModelRecord(**json.loads(found[0][1])) if found else None
+
+    def read_vmodel(self, vmodel_id: str) -> VModelRecord | None:
+        found = self._range(f"{self.prefix}vmodels/{vmodel_id}")
+        return VModelRecord(**json.loads(found[0][1])) if found else None
+
+    def read_copies(self, model_id: str) -> dict[str, CopyRecord]:
+        found = self._range(f"{self.prefix}copies/{model_id}/", prefix=True)
+        return {key.rpartition("/")[2]: CopyRecord(**json.loads(value)) for key, value in found}
+
+    # ---- the view -------------------------------------------------------------------------
+    def on_change(self, listener: Callable[[str, str, str, Any], None]) -> None:
+        """listener(event, kind, name, record): event PUT, DELETE or LOST (a copy gone with its instance)."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        result = self.client.post(self.client.get_url("/kv/range"), json={
+            "key": _b64(self.prefix), "range_end": _b64(_prefix_end(self.prefix))})
+        with self.lock:
+            self.revision = int(result["header"]["revision"])
+            for item in result.get("kvs", []):
+                self._apply("PUT", _unb64(item["key"]), _unb64(item.get("value", "")), int(item["mod_revision"]))
+        watcher_client = self._connect()
+        self._watcher = watcher_client.watch_prefix(self.prefix, start_revision=self.revision + 1)
+        threading.Thread(target=self._follow, args=(self._watcher[0],), daemon=True, name="registry-watch").start()
+
+    def stop(self) -> None:
+        if self._watcher:
+            self._watcher[1]()
+
+    def _follow(self, events: Any) -> None:
+        for event in events:
+            kv = event["kv"]
+            with self.lock:
+                self._apply(event.get("type", "PUT"), kv["key"].decode(), kv.get("value", b"").decode(),
+                            int(kv.get("mod_revision", 0)))
+
+    def _apply(self, event: str, key: str, value: str, revision: int) -> None:
+        kind, _, name = key.removeprefix(self.prefix).partition("/")
+        if kind not in KINDS or revision <= self._key_revisions.get(key, 0):
+            return
+        self._key_revisions[key] = revision
+        self.revision = max(self.revision, revision)
+        record = KINDS[kind](**json.loads(value)) if event == "PUT" else None
+        lost: list[tuple[str, str]] = []
+        if kind == "copies":
+            model_id, _, instance_id = name.rpartition("/")
+            copies = self.view.copies.setdefault(model_id, {})
+            if record is not None:
+                copies[instance_id] = record
+            else:
+                copies.pop(instance_id, None)
+                if not copies:
+                    self.view.copies.pop(model_id, None)
+                if self._dead_at.get(instance_id) == revision:
+                    lost.append((model_id, instance_id))
+                else:
+                    self._recent_copy_deletes = [*self._recent_copy_deletes[-999:], (revision, model_id, instance_id)]
+        else:
+            table: dict[str, Any] = getattr(self.view, kind)
+            if record is not None:
+                table[name] = record
+            else:
+                table.pop(name, None)
+                if kind == "instances":
+                    lost.extend(self._copies_of_dead_instance(name, revision))
+        for listener in self._listeners:
+            listener(event, kind, name, record)
+            for model_id, instance_id in lost:
+                listener("LOST", "copies", f"{model_id}/{instance_id}", None)
+
+    def _copies_of_dead_instance(self, instance_id: str, revision: int) -> list[tuple[str, str]]:
+        """An instance record deleted in the same revision as its copies: its lease expired or was revoked."""
+        self._dead_at[instance_id] = revision
+        lost = [(m, i) for r, m, i in self._recent_copy_deletes if r == revision and i == instance_id]
+        for model_id, copies in list(self.view.copies.items()):
+            if copies.pop(instance_id, None) is not None:
+                lost.append((model_id, instance_id))
+                if not copies:
+                    self.view.copies.pop(model_id, None)
+        return lost
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def _prefix_end(prefix: str) -> str:
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)

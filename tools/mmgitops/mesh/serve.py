@@ -1,0 +1,121 @@
+"""One instance process, as a ModelMesh pod runs it: model server, runtime adapter, mesh, REST proxy, metrics.
+
+Started by `mmgitops local mesh up` as `python -m mmgitops.mesh.serve --config FILE`; SIGTERM stops it
+cleanly (its copies leave the registry at once), SIGKILL the way a node failure would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from mlserver.grpc import dataplane_pb2_grpc
+
+from mmgitops.mesh import adapter, api, metrics, modelserver, rest, storage
+from mmgitops.mesh.faults import Faults
+from mmgitops.mesh.instance import Instance, Settings, runtime_grpc, runtime_pb
+from mmgitops.mesh.peers import Peers, mesh_grpc
+from mmgitops.mesh.registry import Registry
+
+
+@dataclass
+class InstanceConfig:
+    """What `up` writes for each instance; every port is on 127.0.0.1."""
+
+    instance_id: str
+    etcd: str
+    prefix: str
+    work_dir: str
+    grpc_port: int
+    rest_port: int
+    metrics_port: int
+    probe_port: int
+    runtime_port: int
+    capacity_bytes: int
+    min_churn_age_ms: int
+    load_timeout_ms: int
+    max_loading_concurrency: int
+    storage_config: str = ""
+    faults: list[str] = field(default_factory=list)
+    lease_ttl_s: int = 3
+    warmup_model: str = ""  # a local sklearn model file
+
+
+def warm_up(runtime: grpc.Channel, model_path: str) -> None:
+    """Load and unload one small model before taking traffic, so that the first real load does not pay for
+    MLServer importing its sklearn runtime (a second or more); a ModelMesh pod's runtime starts warm too."""
+    stub = runtime_grpc.ModelRuntimeStub(runtime)
+    stub.loadModel(runtime_pb.LoadModelRequest(modelId="warmup", modelType="sklearn", modelPath=model_path),
+                   timeout=60)
+    stub.unloadModel(runtime_pb.UnloadModelRequest(modelId="warmup"), timeout=60)
+
+
+def run(config: InstanceConfig) -> None:
+    work = Path(config.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+
+    server = modelserver.start(work / "models", work / "mlserver.log", own_group=False)
+    # The model server's own endpoint, for `bench mesh` to compare the mesh against it.
+    (work / "runtime.json").write_text(json.dumps({"grpc": server.grpc_target}), encoding="utf-8")
+    puller = storage.Puller(storage.load_config(Path(config.storage_config))) if config.storage_config else None
+    spi = adapter.serve(adapter.Adapter(server, adapter.RuntimeConfig(
+        capacity_bytes=config.capacity_bytes, max_loading_concurrency=config.max_loading_concurrency,
+        loading_timeout_ms=config.load_timeout_ms), puller=puller, download_root=work / "pulled"),
+        config.runtime_port)
+    runtime = grpc.insecure_channel(f"127.0.0.1:{config.runtime_port}")
+    if config.warmup_model:
+        warm_up(runtime, config.warmup_model)
+    # As ModelMesh does at startup, take the cache parameters from the runtime's own status.
+    status = runtime_grpc.ModelRuntimeStub(runtime).runtimeStatus(runtime_pb.RuntimeStatusRequest(), timeout=30)
+    faults = Faults.parse(config.faults)
+    mesh_metrics = metrics.MeshMetrics()
+    instance = Instance(Settings(
+        config.instance_id, f"127.0.0.1:{config.grpc_port}", int(status.capacityInBytes), config.min_churn_age_ms,
+        int(status.modelLoadingTimeoutMs), int(status.maxLoadingConcurrency), config.lease_ttl_s),
+        Registry(config.etcd, config.prefix), runtime, Peers(), mesh_metrics, faults)
+    instance.start()
+
+    def ready() -> bool:
+        return not stopping.is_set() and server.process.poll() is None
+
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mesh"),
+                              options=[("grpc.max_receive_message_length", 16 * 2**20),
+                                       ("grpc.so_reuseport", 0)])
+    data = grpc.insecure_channel(server.grpc_target)
+    dataplane_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(api.Inference(instance, data, ready), grpc_server)
+    mesh_grpc.add_ModelMeshServicer_to_server(api.Management(instance), grpc_server)
+    if grpc_server.add_insecure_port(f"127.0.0.1:{config.grpc_port}") == 0:
+        raise OSError(f"cannot bind 127.0.0.1:{config.grpc_port}")
+    grpc_server.start()
+    probes = metrics.serve(mesh_metrics, config.metrics_port, config.probe_port, ready, lambda: not stopping.is_set())
+    proxy = rest.start(f"127.0.0.1:{config.grpc_port}", config.rest_port)
+
+    stopping.wait()
+    instance.stop()
+    grpc_server.stop(2).wait()
+    proxy.stop()
+    probes.stop()
+    spi.stop(1)
+    server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mmgitops.mesh.serve", description=__doc__)
+    parser.add_argument("--config", required=True, type=Path, help="the instance's JSON config, written by `up`")
+    args = parser.parse_args(argv)
+    run(InstanceConfig(**json.loads(args.config.read_text(encoding="utf-8"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
