@@ -235,13 +235,8 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         if vmodel is None or (owner and vmodel.owner != owner):
             return VStatus(status=VStatus.NOT_FOUND, activeModelStatus=Status(status=Status.NOT_FOUND))
         target_status = self.status(vmodel.target)
-        if vmodel.active != vmodel.target and target_status.status == Status.LOADED:
-            # The target is ready: it becomes active, and a replaced auto-delete model goes.
-            previous = self.registry.read_model(vmodel.active)
-            self.registry.put_vmodel(vmodel_id, VModelRecord(vmodel.target, vmodel.target, vmodel.owner))
-            if previous and previous.auto_delete:
-                self.registry.delete_model(vmodel.active)
-            vmodel = VModelRecord(vmodel.target, vmodel.target, vmodel.owner)
+        if target_status.status == Status.LOADED:
+            vmodel = self.mesh.promote(vmodel_id, vmodel)
         active_status = target_status if vmodel.active == vmodel.target else self.status(vmodel.active)
         if vmodel.active == vmodel.target:
             state = VStatus.DEFINED

@@ -20,7 +20,7 @@ from mmgitops.mesh import stubs
 from mmgitops.mesh.faults import Faults
 from mmgitops.mesh.metrics import MeshMetrics
 from mmgitops.mesh.peers import Peers
-from mmgitops.mesh.registry import HOUR_MS, CopyRecord, InstanceRecord, ModelRecord, Registry, now_ms
+from mmgitops.mesh.registry import HOUR_MS, CopyRecord, InstanceRecord, ModelRecord, Registry, VModelRecord, now_ms
 
 runtime_pb, runtime_grpc = stubs.load("model-runtime")
 
@@ -249,13 +249,15 @@ class Instance:
             self.lost.add(name.rpartition("/")[0])
 
     def _janitor(self) -> None:
-        """The leader reloads models whose only copies went with a dead instance, and keeps leader metrics."""
+        """The leader reloads models whose only copies went with a dead instance, moves vmodels to their loaded
+        targets, and keeps the leader-only metrics."""
         while not self.stopping.wait(1.0):
             if not self.is_leader():
                 self.metrics.clear_leader()
                 self.lost.clear()
                 continue
             self._leader_metrics()
+            self._promote_loaded_targets()
             for model_id in list(self.lost):
                 self.lost.discard(model_id)
                 if self.copies(model_id) or model_id not in self.registry.view.models:
@@ -274,6 +276,24 @@ class Instance:
         if endpoint is None:
             raise MeshError(grpc.StatusCode.UNAVAILABLE, f"instance {target} left the mesh")
         self.peers.load_on(endpoint, model_id, self.id, self.settings.load_timeout_ms / 1000 + 5)
+
+    def promote(self, vmodel_id: str, vmodel: VModelRecord) -> VModelRecord:
+        """A vmodel whose target has loaded makes it active; a replaced model created for it is deleted."""
+        if vmodel.active == vmodel.target:
+            return vmodel
+        previous = self.registry.read_model(vmodel.active)
+        promoted = VModelRecord(vmodel.target, vmodel.target, vmodel.owner)
+        self.registry.put_vmodel(vmodel_id, promoted)
+        if previous and previous.auto_delete:
+            self.registry.delete_model(vmodel.active)
+        return promoted
+
+    def _promote_loaded_targets(self) -> None:
+        with self.registry.lock:
+            pending = {v: r for v, r in self.registry.view.vmodels.items() if r.active != r.target}
+        for vmodel_id, vmodel in pending.items():
+            if any(c.status == "LOADED" for c in self.copies(vmodel.target).values()):
+                self.promote(vmodel_id, vmodel)
 
     def _leader_metrics(self) -> None:
         with self.registry.lock:
