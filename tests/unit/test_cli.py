@@ -67,3 +67,24 @@ def test_apply_to_an_unreachable_api_server_is_one_line(cli, tmp_path):
     assert run.code == 2
     assert run.err.startswith("mmgitops: error: cannot reach the API server")
     assert "Traceback" not in run.err
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("flags", "message"), [
+    (("--capacity", "100"), "--capacity 100: must be at least 8192"),
+    (("--instances", "0"), "--instances 0: must be at least 1"),
+    (("--storage-config", "no-such.json"), "--storage-config no-such.json: no such file"),
+])
+def test_bad_mesh_options_are_refused_before_anything_starts(cli, monkeypatch, tmp_path, flags, message):
+    monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path))
+    run = cli("local", "mesh", "up", *flags)
+    assert run.code == 2
+    assert run.err.strip() == f"mmgitops: error: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.unit
+def test_mesh_status_and_down_without_a_mesh(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path))
+    assert cli("local", "mesh", "status").out.strip() == "no local mesh"
+    assert cli("local", "mesh", "down").out.strip() == "no local mesh was running"

@@ -25,6 +25,7 @@ from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
 from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.mesh import etcdserver, samples, storage
+from mmgitops.mesh.cache import UNIT
 from mmgitops.mesh.faults import Faults
 from mmgitops.mesh.modelserver import free_port
 from mmgitops.mesh.peers import mesh_grpc, mesh_pb
@@ -71,12 +72,26 @@ def concrete_id(vmodel_id: str, path: str) -> str:
     return f"{vmodel_id}__isvc-{hashlib.sha256(path.encode()).hexdigest()[:10]}"
 
 
+def check(options: Options) -> None:
+    """Refuse bad options in one line each, before anything starts."""
+    limits = [("--instances", options.instances, 1), ("--capacity", options.capacity_bytes, UNIT),
+              ("--min-churn-age-ms", options.min_churn_age_ms, 0), ("--load-timeout-ms", options.load_timeout_ms, 1),
+              ("--max-loading-concurrency", options.max_loading_concurrency, 1), ("--samples", options.samples, 0)]
+    for flag, value, least in limits:
+        if value < least:
+            raise ToolError(f"{flag} {value}: must be at least {least}")
+    if options.storage_config and not options.storage_config.exists():
+        raise ToolError(f"--storage-config {options.storage_config}: no such file")
+    try:
+        Faults.parse(options.faults)
+    except ValueError as exc:
+        raise ToolError(f"--fault: {exc}") from exc
+
+
 def up(options: Options, progress: Callable[[str], None], mesh: str | None = None) -> dict[str, Any]:
     if read_state(mesh):
         raise ToolError(f"a local mesh is already up (state {state_dir(mesh)}): `mmgitops local mesh down` first")
-    Faults.parse(options.faults)  # refuse an unknown fault before starting anything
-    if options.instances < 1:
-        raise ToolError("--instances must be at least 1")
+    check(options)
     started = time.monotonic()
     root = state_dir(mesh)
     root.mkdir(parents=True, exist_ok=True)
