@@ -149,7 +149,7 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
             if target == self.mesh.id:
                 self.mesh.ensure_local(model_id, last_used)
             else:
-                self.mesh.load_elsewhere(target, model_id)
+                self.mesh.load_elsewhere(target, model_id, last_used)
 
         if sync:
             run()

@@ -61,6 +61,8 @@ class Instance:
         self.lease = registry.lease(settings.lease_ttl_s)
         self.stopping = threading.Event()
         self.lost: set[str] = set()
+        self.started = now_ms()
+        self.published: InstanceRecord | None = None
         registry.on_change(self._on_change)
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -84,14 +86,20 @@ class Instance:
             # A missed refresh is retried at the next period.
             with contextlib.suppress(Exception):
                 self.lease.refresh()
+                # Requests move the LRU time without a load: peers place new copies by it, so it is kept fresh.
+                if self._figures() != self.published:
+                    self.publish()
+
+    def _figures(self) -> InstanceRecord:
+        with self.lock:
+            lru = self.cache.lru()
+            return InstanceRecord(self.settings.endpoint, self.cache.capacity * cache_mod.UNIT,
+                                  self.cache.used * cache_mod.UNIT, len(self.cache.entries),
+                                  lru.last_used if lru else 0, self.started)
 
     def publish(self) -> None:
         """This instance's figures, for placement by its peers and for its metrics."""
-        with self.lock:
-            lru = self.cache.lru()
-            record = InstanceRecord(self.settings.endpoint, self.cache.capacity * cache_mod.UNIT,
-                                    self.cache.used * cache_mod.UNIT, len(self.cache.entries),
-                                    lru.last_used if lru else 0)
+        record = self.published = self._figures()
         self.registry.put_instance(self.id, record, self.lease)
         self.metrics.set_instance(record.lru, record.capacity, record.used, record.models)
 
@@ -148,9 +156,19 @@ class Instance:
         if not owner:
             pending.result()
             return True
-        for victim in victims:
-            self._unload(victim.model_id, evicted_last_used=victim.last_used)
-        self._load(model_id, record, pending)
+        try:
+            for victim in victims:
+                self._unload(victim.model_id, evicted_last_used=victim.last_used)
+            self._load(model_id, record, pending)
+        except Exception as exc:
+            # Whatever broke (etcd gone, a runtime error), nobody may wait on this load for ever.
+            if not pending.done():
+                with self.lock:
+                    self.cache.remove(model_id)
+                    self.loading.pop(model_id, None)
+                pending.set_exception(exc if isinstance(exc, MeshError) else MeshError(
+                    grpc.StatusCode.INTERNAL, f"load of {model_id} failed: {exc}"))
+            raise
         return True
 
     def _load(self, model_id: str, record: ModelRecord, done: Future[None]) -> None:
@@ -267,15 +285,17 @@ class Instance:
                     if target == self.id:
                         self.ensure_local(model_id, now_ms() - HOUR_MS)
                     else:
-                        self.load_elsewhere(target, model_id)
+                        self.load_elsewhere(target, model_id, now_ms() - HOUR_MS)
                 except (MeshError, grpc.RpcError):
                     continue
 
-    def load_elsewhere(self, target: str, model_id: str) -> None:
+    def load_elsewhere(self, target: str, model_id: str, last_used: int) -> None:
+        """Have a peer load the model, with the last use it would have had here (a registration's is an hour
+        ago, so that an unused model stays first to go wherever it lands)."""
         endpoint = self.endpoint_of(target)
         if endpoint is None:
             raise MeshError(grpc.StatusCode.UNAVAILABLE, f"instance {target} left the mesh")
-        self.peers.load_on(endpoint, model_id, self.id, self.settings.load_timeout_ms / 1000 + 5)
+        self.peers.load_on(endpoint, model_id, last_used, self.id, self.settings.load_timeout_ms / 1000 + 5)
 
     def promote(self, vmodel_id: str, vmodel: VModelRecord) -> VModelRecord:
         """A vmodel whose target has loaded makes it active; a replaced model created for it is deleted."""

@@ -34,9 +34,10 @@ class Peers:
     def mesh(self, endpoint: str) -> mesh_grpc.ModelMeshStub:  # type: ignore[name-defined]
         return mesh_grpc.ModelMeshStub(self.channel(endpoint))
 
-    def load_on(self, endpoint: str, model_id: str, caller: str, timeout_s: float) -> None:
-        self.mesh(endpoint).ensureLoaded(mesh_pb.EnsureLoadedRequest(modelId=model_id, sync=True),
-                                         metadata=[(LOCAL_HEADER, caller)], timeout=timeout_s)
+    def load_on(self, endpoint: str, model_id: str, last_used: int, caller: str, timeout_s: float) -> None:
+        self.mesh(endpoint).ensureLoaded(
+            mesh_pb.EnsureLoadedRequest(modelId=model_id, lastUsedTime=last_used, sync=True),
+            metadata=[(LOCAL_HEADER, caller)], timeout=timeout_s)
 
     def close(self) -> None:
         with self._lock:
