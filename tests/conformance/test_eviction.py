@@ -1,0 +1,136 @@
+"""Eviction: a full pod makes room for a new model by evicting its least recently used one.
+
+The target's pods each have room for K one-unit models (K read from `modelmesh_instance_capacity_bytes`).
+The check fills every pod, K x pods models, so that no pod has free room and the next load must evict
+wherever it lands. Which pod that is, is placement's choice (ModelMesh: the pod whose published LRU time is
+oldest, a figure that can lag behind requests), so the check does not predict it: it reads where the new
+copy went (copy_locations) and asserts ModelMesh's per-pod rule there, exactly. The fill models are used in
+a known order and the churn age is waited out, so every one may be evicted and each pod's victim is the
+first model of that pod in the use order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytest
+import tenacity
+from mmgitops.conformance import clients
+from mmgitops.conformance.target import LOADED, STANDBY, UNIT_BYTES, Deployed, Target
+
+from tests.conformance.conftest import Deployments, wait_for_state
+
+pytestmark = pytest.mark.eviction
+EVICTIONS = "modelmesh_age_at_eviction_milliseconds_count"
+
+
+def pod_value(target: Target, pod: str, name: str) -> float:
+    value = clients.metric_value(target.metrics(pod), name)
+    assert value is not None, f"pod {pod} does not report {name}"
+    return value
+
+
+def evictions(target: Target) -> float:
+    return sum(clients.metric_value(target.metrics(pod), EVICTIONS) or 0.0 for pod in target.pods())
+
+
+def room_per_pod(target: Target) -> dict[str, int]:
+    room = {pod: target.capacity_models(pod) for pod in target.pods()}
+    missing = [pod for pod, k in room.items() if not k]
+    if missing:
+        pytest.fail(f"pods {', '.join(missing)} report no modelmesh_instance_capacity_bytes")
+    return {pod: int(k or 0) for pod, k in room.items()}
+
+
+def wait_until_empty(target: Target, room: dict[str, int]) -> None:
+    """The fill counts on empty pods: models another group undeployed are unloaded asynchronously."""
+    def used() -> dict[str, float]:
+        return {pod: pod_value(target, pod, "modelmesh_instance_used_bytes") for pod in room}
+    try:
+        tenacity.Retrying(stop=tenacity.stop_after_delay(15), wait=tenacity.wait_fixed(0.2),
+                          retry=tenacity.retry_if_result(lambda u: any(u.values())))(used)
+    except tenacity.RetryError as error:
+        pytest.fail(f"pods still hold models the check did not deploy (used bytes): {error.last_attempt.result()}")
+
+
+def past_churn_age(target: Target) -> None:
+    time.sleep(target.min_churn_age_ms / 1000 + 0.3)
+
+
+@dataclass
+class Scenario:
+    used_in_order: list[Deployed]  # the models that filled every pod, least recently used first
+    pod_of: dict[str, str]  # where each fill model sat once every pod was full
+    newcomer: Deployed
+    evictions_before: float
+    evictions_after: float
+
+    def lru_on(self, pod: str, among: list[Deployed]) -> Deployed:
+        on_pod = [m for m in among if self.pod_of[m.name] == pod]
+        assert on_pod, f"none of {[m.name for m in among]} sat on pod {pod}"
+        return on_pod[0]
+
+
+def one_location(target: Target, model: Deployed) -> str:
+    locations = target.copy_locations(model.name)
+    assert len(locations) == 1, f"{model.name} has copies on {locations}; the check expects exactly one"
+    return locations[0]
+
+
+@pytest.fixture(scope="module")
+def full_mesh(target: Target, deployments: Deployments) -> Scenario:
+    room = room_per_pod(target)
+    wait_until_empty(target, room)
+    samples = target.samples()
+    fill = [deployments.deploy(f"lru-{i:02d}", samples[i % len(samples)]) for i in range(sum(room.values()))]
+    for model in fill:
+        wait_for_state(target, model.name, LOADED)
+    pod_of = {model.name: one_location(target, model) for model in fill}
+    for model in fill:
+        assert target.infer(model.name).model_id == model.model_id
+    past_churn_age(target)
+    before = evictions(target)
+    newcomer = deployments.deploy("lru-new", samples[0])
+    wait_for_state(target, newcomer.name, LOADED)
+    return Scenario(fill, pod_of, newcomer, before, evictions(target))
+
+
+def test_the_least_recently_used_model_of_the_pod_goes_standby(target, full_mesh):
+    pod = one_location(target, full_mesh.newcomer)
+    victim = full_mesh.lru_on(pod, full_mesh.used_in_order)
+    wait_for_state(target, victim.name, STANDBY, timeout_s=10)
+    assert target.copy_locations(victim.name) == []
+
+
+def test_the_recently_used_models_stay_loaded(target, full_mesh):
+    victim = full_mesh.lru_on(one_location(target, full_mesh.newcomer), full_mesh.used_in_order)
+    recent = [m for m in full_mesh.used_in_order if m != victim] + [full_mesh.newcomer]
+    assert {m.name: target.model_state(m.name) for m in recent} == {m.name: LOADED for m in recent}
+
+
+def test_the_eviction_is_counted(full_mesh):
+    assert full_mesh.evictions_after == full_mesh.evictions_before + 1
+
+
+def test_used_bytes_stay_within_capacity(target, full_mesh):
+    for pod in target.pods():
+        used = pod_value(target, pod, "modelmesh_instance_used_bytes")
+        capacity = pod_value(target, pod, "modelmesh_instance_capacity_bytes")
+        assert 0 < used <= capacity, f"pod {pod}: used {used} of {capacity} bytes"
+        assert used % UNIT_BYTES == 0, f"pod {pod}: used {used} bytes is not a whole number of 8 KiB units"
+
+
+def test_touching_the_evicted_model_reloads_it_and_evicts_the_next_lru(target, full_mesh):
+    first = full_mesh.lru_on(one_location(target, full_mesh.newcomer), full_mesh.used_in_order)
+    # Used now, the newcomer is the most recent model of its pod, never the next victim.
+    target.infer(full_mesh.newcomer.name)
+    result = target.infer(first.name)
+    assert (result.answer, result.model_id) == (first.sample.answer, first.model_id)
+    # The reload evicts on the pod it went to: that pod's least recently used model other than the first victim.
+    pod = one_location(target, first)
+    victim = full_mesh.lru_on(pod, [m for m in full_mesh.used_in_order if m != first])
+    wait_for_state(target, victim.name, STANDBY, timeout_s=10)
+    loaded = [m for m in full_mesh.used_in_order if m != victim] + [full_mesh.newcomer]
+    assert {m.name: target.model_state(m.name) for m in loaded} == {m.name: LOADED for m in loaded}
+    assert evictions(target) == full_mesh.evictions_after + 1

@@ -1,0 +1,107 @@
+"""Thin clients for one ModelMesh pod's endpoints: KServe v2 over gRPC and REST, `mmesh.ModelMesh`, metrics.
+
+They turn transport errors into `TargetError` with the gRPC status name, so checks compare codes, not
+exception types of a particular client library.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import requests
+from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from mmgitops.conformance.target import InferResult, TargetError
+from mmgitops.mesh import samples
+from mmgitops.mesh.peers import mesh_grpc, mesh_pb
+
+TIMEOUT_S = 60.0  # covers a cold load: a request to a Standby model blocks until it is loaded
+CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def _error(error: grpc.RpcError) -> TargetError:
+    return TargetError(error.code().name, error.details() or "")
+
+
+class Inference:
+    """KServe v2 `ModelInfer` on a pod's gRPC port, with the probe every sample answers."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.stub = v2_grpc.GRPCInferenceServiceStub(channel)
+
+    def infer(self, name: str, headers: Sequence[tuple[str, str]] = ()) -> InferResult:
+        started = time.perf_counter()
+        try:
+            response = self.stub.ModelInfer(samples.probe_request(name), metadata=tuple(headers), timeout=TIMEOUT_S)
+        except grpc.RpcError as error:
+            raise _error(error) from error
+        return InferResult(samples.answer(response), response.model_name, (time.perf_counter() - started) * 1000)
+
+
+class Rest:
+    """KServe v2 REST on a pod's REST proxy port."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def infer(self, name: str) -> InferResult:
+        started = time.perf_counter()
+        response = requests.post(f"{self.base_url}/v2/models/{name}/infer", data=samples.PROBE_JSON,
+                                 headers={"Content-Type": "application/json"}, timeout=TIMEOUT_S)
+        ms = (time.perf_counter() - started) * 1000
+        body = response.json()
+        if response.status_code != 200:
+            # grpc-gateway's error body carries the gRPC code as a number.
+            raise TargetError(CODE_NAMES.get(body.get("code"), f"HTTP {response.status_code}"),
+                              str(body.get("message", body)))
+        return InferResult(int(body["outputs"][0]["data"][0]), body["model_name"], ms)
+
+
+class Management:
+    """`mmesh.ModelMesh` on a pod's gRPC port."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.stub = mesh_grpc.ModelMeshStub(channel)
+
+    def set_vmodel(self, vmodel_id: str, model_id: str, model_type: str, path: str, key: str, load: bool) -> Any:
+        request = mesh_pb.SetVModelRequest(
+            vModelId=vmodel_id, targetModelId=model_id, loadNow=load, sync=True, autoDeleteTargetModel=True,
+            modelInfo=mesh_pb.ModelInfo(type=model_type, path=path, key=key))
+        try:
+            return self.stub.setVModel(request, timeout=TIMEOUT_S * 2)
+        except grpc.RpcError as error:
+            raise _error(error) from error
+
+    def delete_vmodel(self, vmodel_id: str) -> None:
+        try:
+            self.stub.deleteVModel(mesh_pb.DeleteVModelRequest(vModelId=vmodel_id), timeout=30)
+        except grpc.RpcError as error:
+            raise _error(error) from error
+
+    def vmodel_status(self, vmodel_id: str) -> Any:
+        try:
+            return self.stub.getVModelStatus(mesh_pb.GetVModelStatusRequest(vModelId=vmodel_id), timeout=10)
+        except grpc.RpcError as error:
+            raise _error(error) from error
+
+
+def status_name(status: int) -> str:
+    return mesh_pb.ModelStatusInfo.ModelStatus.Name(status)
+
+
+def scrape(url: str) -> dict[str, Any]:
+    """Metric families by name; counters are named without `_total`, as prometheus_client parses them."""
+    response = requests.get(url, timeout=10)
+    response.raise_for_status()
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def metric_value(families: dict[str, Any], sample_name: str, **labels: str) -> float | None:
+    """The sum of the samples named `sample_name` that carry `labels`; None when there is none."""
+    found = [s.value for f in families.values() for s in f.samples
+             if s.name == sample_name and all(s.labels.get(k) == v for k, v in labels.items())]
+    return float(sum(found)) if found else None

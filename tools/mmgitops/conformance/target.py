@@ -1,0 +1,86 @@
+"""What a conformance check may ask of a ModelMesh deployment, whatever runs it.
+
+States are the InferenceService's `status.modelStatus.states.activeModelState` values, so a check reads
+the same word a user sees on the cluster, not the mesh's internal enum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+UNIT_BYTES = 8192  # ModelMesh sizes models in 8 KiB units
+
+LOADED, STANDBY, LOADING, FAILED, PENDING = "Loaded", "Standby", "Loading", "FailedToLoad", "Pending"
+GONE = ""  # activeModelState of a name the mesh does not know
+
+# ModelMesh status -> InferenceService activeModelState, as modelmesh-serving maps it.
+STATE_OF_MESH_STATUS = {"NOT_LOADED": STANDBY, "LOADING": LOADING, "LOADED": LOADED, "LOADING_FAILED": FAILED,
+                        "NOT_FOUND": GONE}
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """A model the target can load, and the integer it answers for the probe input."""
+
+    name: str
+    answer: int
+    path: str
+    key: str
+    type: str = "sklearn"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    name: str  # the vmodel (InferenceService) name
+    model_id: str  # the concrete model behind it, `<name>__isvc-<10 hex>`
+    sample: SampleRef
+
+
+@dataclass(frozen=True)
+class InferResult:
+    answer: int
+    model_id: str  # the model id the response names
+    ms: float
+
+
+class TargetError(Exception):
+    """A request the target refused; `code` is the gRPC status name (for REST, the one the body carries)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class Target(Protocol):
+    # Loads within this many ms of a model's last use may not evict it (ModelMesh's minChurnAgeMs).
+    min_churn_age_ms: int
+
+    def samples(self) -> list[SampleRef]: ...
+
+    def pods(self) -> list[str]:
+        """Instance ids, as copy locations name them."""
+        ...
+
+    def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed: ...
+
+    def undeploy(self, name: str) -> None: ...
+
+    def model_state(self, name: str) -> str: ...
+
+    def copy_locations(self, name: str) -> list[str]: ...
+
+    def infer(self, name: str, pod: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> InferResult: ...
+
+    def infer_rest(self, name: str, pod: str | None = None) -> InferResult: ...
+
+    def metrics(self, pod: str) -> dict[str, Any]:
+        """Metric families by name (prometheus_client's parser)."""
+        ...
+
+    def capacity_models(self, pod: str) -> int | None:
+        """How many one-unit models fit on the pod, or None when it does not say."""
+        ...
+
+    def close(self) -> None: ...
