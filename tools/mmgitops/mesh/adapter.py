@@ -170,11 +170,23 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
         return pb.ModelSizeResponse(sizeInBytes=size)
 
 
-def serve(adapter: Adapter, port: int) -> grpc.Server:
-    """The SPI on 127.0.0.1:port; the caller stops it with server.stop(grace)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+@dataclass
+class Served:
+    """The SPI server and the port it got (the one asked for, or a free one for 0)."""
+
+    server: grpc.Server
+    port: int
+
+    def stop(self, grace: float | None) -> object:
+        return self.server.stop(grace)
+
+
+def serve(adapter: Adapter, port: int) -> Served:
+    """The SPI on 127.0.0.1:port; port 0 lets the kernel pick one, which no other process can take first."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
     pb_grpc.add_ModelRuntimeServicer_to_server(adapter, server)
-    if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    if bound == 0:
         raise OSError(f"cannot bind 127.0.0.1:{port}")
     server.start()
-    return server
+    return Served(server, bound)

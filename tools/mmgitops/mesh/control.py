@@ -27,7 +27,6 @@ from mmgitops.errors import ToolError
 from mmgitops.mesh import etcdserver, samples, storage
 from mmgitops.mesh.cache import UNIT
 from mmgitops.mesh.faults import Faults
-from mmgitops.mesh.modelserver import free_port
 from mmgitops.mesh.peers import mesh_grpc, mesh_pb
 from mmgitops.mesh.serve import InstanceConfig
 
@@ -145,9 +144,8 @@ def _start_instances(options: Options, root: Path, state: dict[str, Any], storag
     for index in range(options.instances):
         config = InstanceConfig(
             instance_id=f"mm-{index}", etcd=state["etcd"]["endpoint"], prefix=f"/mmesh/{state['name']}/",
-            work_dir=str(root / f"mm-{index}"), grpc_port=free_port(), rest_port=free_port(),
-            metrics_port=free_port(), probe_port=free_port(), runtime_port=free_port(),
-            capacity_bytes=options.capacity_bytes, min_churn_age_ms=options.min_churn_age_ms,
+            work_dir=str(root / f"mm-{index}"), capacity_bytes=options.capacity_bytes,
+            min_churn_age_ms=options.min_churn_age_ms,
             load_timeout_ms=options.load_timeout_ms, max_loading_concurrency=options.max_loading_concurrency,
             storage_config=storage_config, faults=options.faults,
             warmup_model=str(root / "samples" / "sample-00" / samples.FILENAME) if state.get("samples") else "")
@@ -156,6 +154,7 @@ def _start_instances(options: Options, root: Path, state: dict[str, Any], storag
     progress(f"waiting for {options.instances} instances (MLServer starts in a few seconds each)")
     with ThreadPoolExecutor(max_workers=options.instances) as pool:
         list(pool.map(wait_ready, state["instances"]))
+    _save(state)
 
 
 def start_instance(config: InstanceConfig, root: Path) -> dict[str, Any]:
@@ -166,14 +165,29 @@ def start_instance(config: InstanceConfig, root: Path) -> dict[str, Any]:
         process = subprocess.Popen([sys.executable, "-m", "mmgitops.mesh.serve", "--config", str(config_path)],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
-    return {"id": config.instance_id, "pid": process.pid, "grpc": f"127.0.0.1:{config.grpc_port}",
-            "rest": f"http://127.0.0.1:{config.rest_port}", "metrics": f"http://127.0.0.1:{config.metrics_port}/metrics",
-            "probes": f"http://127.0.0.1:{config.probe_port}", "log": str(Path(config.work_dir) / "instance.log"),
+    return {"id": config.instance_id, "pid": process.pid, "log": str(Path(config.work_dir) / "instance.log"),
             "config": str(config_path)}
+
+
+def _ports(instance: dict[str, Any], deadline: float) -> None:
+    """The ports the instance bound, from the file it writes once all are bound."""
+    path = Path(instance["config"]).parent / "ports.json"
+    while not path.is_file():
+        if not procs.alive(instance["pid"]):
+            raise ToolError(f"instance {instance['id']} exited at startup: {_last_line(instance['log'])} "
+                            f"(log: {instance['log']})")
+        if time.monotonic() > deadline:
+            raise ToolError(f"instance {instance['id']} not up after its timeout (log: {instance['log']})")
+        time.sleep(0.1)
+    ports = json.loads(path.read_text(encoding="utf-8"))
+    instance.update(grpc=f"127.0.0.1:{ports['grpc']}", rest=f"http://127.0.0.1:{ports['rest']}",
+                    metrics=f"http://127.0.0.1:{ports['metrics']}/metrics",
+                    probes=f"http://127.0.0.1:{ports['probes']}")
 
 
 def wait_ready(instance: dict[str, Any], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
+    _ports(instance, deadline)
     with grpc.insecure_channel(instance["grpc"]) as channel:
         stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
         while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from mmgitops.errors import ToolError
-from mmgitops.mesh.modelserver import free_port
+from mmgitops.mesh.modelserver import free_port, retry_port_clash
 
 
 def find_binary() -> Path:
@@ -35,6 +35,10 @@ class EtcdServer:
 
 
 def start(data_dir: Path, log: Path, timeout: float = 30.0) -> EtcdServer:
+    return retry_port_clash(lambda: _start_once(data_dir, log, timeout), log)
+
+
+def _start_once(data_dir: Path, log: Path, timeout: float) -> EtcdServer:
     client, peer = free_port(), free_port()
     client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
     with log.open("ab") as out:

@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
@@ -18,12 +20,44 @@ from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
 from mmgitops.errors import ToolError
 
 PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
+
+
+_handed_out: set[int] = set()
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, never one this process handed out before. For servers that cannot bind
+    port 0 and report it; another process may still take it first, which port_clash() tells."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
+def port_clash(log: Path, offset: int) -> bool:
+    """Whether a server that exited at startup wrote, after `offset` in its log, that its port was taken."""
+    try:
+        with log.open("rb") as text:
+            text.seek(offset)
+            return b"address already in use" in text.read().lower()
+    except OSError:
+        return False
+
+
+def retry_port_clash(start: Callable[[], T], log: Path, attempts: int = 3) -> T:
+    """start(), again with fresh ports (start picks them) while it fails because its port was taken."""
+    for attempt in range(attempts):
+        offset = log.stat().st_size if log.exists() else 0
+        try:
+            return start()
+        except ToolError:
+            if attempt == attempts - 1 or not port_clash(log, offset):
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -59,8 +93,13 @@ def _die_with_parent() -> None:
 def start(models_dir: Path, log: Path, timeout: float = 60.0, own_group: bool = True) -> ModelServer:
     """MLServer with no worker pool (parallel_workers 0: ready in seconds, no event-loop trouble).
 
-    own_group False keeps it in the caller's process group and ties its life to the caller's."""
+    own_group False keeps it in the caller's process group and ties its life to the caller's. A port
+    taken by another process between choice and bind is retried with new ports, twice."""
     models_dir.mkdir(parents=True, exist_ok=True)
+    return retry_port_clash(lambda: _start_once(models_dir, log, timeout, own_group), log)
+
+
+def _start_once(models_dir: Path, log: Path, timeout: float, own_group: bool) -> ModelServer:
     ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
     env = {
         **os.environ,

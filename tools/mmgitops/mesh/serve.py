@@ -27,17 +27,13 @@ from mmgitops.mesh.registry import Registry
 
 @dataclass
 class InstanceConfig:
-    """What `up` writes for each instance; every port is on 127.0.0.1."""
+    """What `up` writes for each instance. Ports are not in it: the instance binds free ones itself on
+    127.0.0.1 (no other process can take them between choice and bind) and writes them to ports.json."""
 
     instance_id: str
     etcd: str
     prefix: str
     work_dir: str
-    grpc_port: int
-    rest_port: int
-    metrics_port: int
-    probe_port: int
-    runtime_port: int
     capacity_bytes: int
     min_churn_age_ms: int
     load_timeout_ms: int
@@ -71,16 +67,22 @@ def run(config: InstanceConfig) -> None:
     spi = adapter.serve(adapter.Adapter(server, adapter.RuntimeConfig(
         capacity_bytes=config.capacity_bytes, max_loading_concurrency=config.max_loading_concurrency,
         loading_timeout_ms=config.load_timeout_ms), puller=puller, download_root=work / "pulled"),
-        config.runtime_port)
-    runtime = grpc.insecure_channel(f"127.0.0.1:{config.runtime_port}")
+        0)
+    runtime = grpc.insecure_channel(f"127.0.0.1:{spi.port}")
     if config.warmup_model:
         warm_up(runtime, config.warmup_model)
     # As ModelMesh does at startup, take the cache parameters from the runtime's own status.
     status = runtime_grpc.ModelRuntimeStub(runtime).runtimeStatus(runtime_pb.RuntimeStatusRequest(), timeout=30)
     faults = Faults.parse(config.faults)
     mesh_metrics = metrics.MeshMetrics()
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mesh"),
+                              options=[("grpc.max_receive_message_length", 16 * 2**20),
+                                       ("grpc.so_reuseport", 0)])
+    grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
+    if grpc_port == 0:
+        raise OSError("cannot bind a gRPC port on 127.0.0.1")
     instance = Instance(Settings(
-        config.instance_id, f"127.0.0.1:{config.grpc_port}", int(status.capacityInBytes), config.min_churn_age_ms,
+        config.instance_id, f"127.0.0.1:{grpc_port}", int(status.capacityInBytes), config.min_churn_age_ms,
         int(status.modelLoadingTimeoutMs), int(status.maxLoadingConcurrency), config.lease_ttl_s),
         Registry(config.etcd, config.prefix), runtime, Peers(), mesh_metrics, faults)
     instance.start()
@@ -88,17 +90,16 @@ def run(config: InstanceConfig) -> None:
     def ready() -> bool:
         return not stopping.is_set() and server.process.poll() is None
 
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mesh"),
-                              options=[("grpc.max_receive_message_length", 16 * 2**20),
-                                       ("grpc.so_reuseport", 0)])
     data = grpc.insecure_channel(server.grpc_target)
     dataplane_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(api.Inference(instance, data, ready), grpc_server)
     mesh_grpc.add_ModelMeshServicer_to_server(api.Management(instance), grpc_server)
-    if grpc_server.add_insecure_port(f"127.0.0.1:{config.grpc_port}") == 0:
-        raise OSError(f"cannot bind 127.0.0.1:{config.grpc_port}")
     grpc_server.start()
-    probes = metrics.serve(mesh_metrics, config.metrics_port, config.probe_port, ready, lambda: not stopping.is_set())
-    proxy = rest.start(f"127.0.0.1:{config.grpc_port}", config.rest_port)
+    probes = metrics.serve(mesh_metrics, 0, 0, ready, lambda: not stopping.is_set())
+    proxy = rest.start(f"127.0.0.1:{grpc_port}", 0)
+    ports = {"grpc": grpc_port, "rest": proxy.port, "metrics": probes.metrics_port, "probes": probes.probe_port}
+    # Written last and renamed into place: `up` takes the file's presence to mean every port is bound.
+    (work / "ports.json.tmp").write_text(json.dumps(ports), encoding="utf-8")
+    (work / "ports.json.tmp").rename(work / "ports.json")
 
     stopping.wait()
     instance.stop()

@@ -30,7 +30,7 @@ import botocore.exceptions
 from botocore import UNSIGNED
 
 from mmgitops.errors import ToolError
-from mmgitops.mesh.modelserver import free_port
+from mmgitops.mesh.modelserver import free_port, retry_port_clash
 
 SUPPORTED_TYPES = ("s3",)
 DEFAULT_REGION = "us-east-1"
@@ -346,8 +346,12 @@ class S3Server:
 
     @classmethod
     def start(cls, log: Path, timeout: float = 30.0) -> S3Server:
-        port = free_port()
         log.parent.mkdir(parents=True, exist_ok=True)
+        return retry_port_clash(lambda: cls._start_once(log, timeout), log)
+
+    @classmethod
+    def _start_once(cls, log: Path, timeout: float) -> S3Server:
+        port = free_port()
         with log.open("ab") as out:
             process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
