@@ -2,6 +2,7 @@
 
 `pytest tests/conformance --target mesh` starts a small local mesh for the session and stops it after;
 `--endpoint HOST:PORT[,HOST:PORT...]` points the checks at running ModelMesh pods instead.
+The packing and resilience checks start meshes of their own shape (one GPU pod; a mesh to kill a pod of).
 """
 
 from __future__ import annotations
@@ -11,14 +12,19 @@ from collections.abc import Iterator
 
 import pytest
 import tenacity
-from mmgitops.conformance import mesh_target
-from mmgitops.conformance.target import GONE, Deployed, SampleRef, Target
+from mmgitops.conformance import clients, mesh_target
+from mmgitops.conformance.target import GONE, UNIT_BYTES, Deployed, SampleRef, Target
 
 TARGETS = ("mesh",)
 MARKERS = {
     "routing": "conformance: requests reach the model they name, through any pod",
     "eviction": "conformance: a full pod evicts its least recently used model",
+    "coldload": "conformance: a request to an evicted model loads it within the cold-load budget",
+    "packing": "conformance: a single-replica GPU runtime packs every model on its one pod",
+    "resilience": "conformance: a pod killed under load loses no request a retrying client sends, and no model",
 }
+DEFAULT_COLD_BUDGET_MS = 500.0  # the seeds' cold-load figure for small models
+DEFAULT_PACKING_MODELS = 20
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,11 +36,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--min-churn-age-ms", dest="conformance_churn_ms", type=int,
                     default=mesh_target.EMBEDDED_CHURN_MS,
                     help="the endpoints' minChurnAgeMs (the embedded mesh uses %(default)s)")
+    group.addoption("--cold-budget-ms", dest="conformance_cold_budget_ms", type=float,
+                    default=DEFAULT_COLD_BUDGET_MS, help="the cold-load p50 a conformant mesh stays within "
+                                                         "(default: %(default)s ms)")
+    group.addoption("--cold-loads", dest="conformance_cold_loads", type=int, default=10,
+                    help="how many cold loads the coldload check times (default: %(default)s)")
+    group.addoption("--packing-models", dest="conformance_packing_models", type=int,
+                    default=DEFAULT_PACKING_MODELS,
+                    help="how many InferenceServices the packing check puts on the GPU pod (default: %(default)s)")
+    group.addoption("--gpu-endpoint", dest="conformance_gpu_endpoint", default="",
+                    help="HOST:PORT of the one pod of a single-replica GPU runtime, for the packing check "
+                         "with --endpoint; default without --endpoint: start a one-instance local mesh")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Resilience kills a pod: against given endpoints that pod is one every other check uses, so it goes last.
+    items.sort(key=lambda item: item.get_closest_marker("resilience") is not None)
 
 
 def _option(config: pytest.Config, name: str, default: object) -> object:
@@ -63,6 +85,37 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             chosen.close()
         return
     with mesh_target.local_mesh(tmp_path_factory.mktemp("conformance-mesh"), f"conf-{run_id}") as embedded:
+        yield embedded
+
+
+def option(config: pytest.Config, name: str, default: object) -> object:
+    return _option(config, name, default)
+
+
+def endpoint_mode(config: pytest.Config) -> bool:
+    return bool(str(_option(config, "conformance_endpoint", "") or ""))
+
+
+@pytest.fixture(scope="session")
+def gpu_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+               run_id: str) -> Iterator[Target]:
+    """The one pod of a single-replica GPU runtime. Locally: a one-instance mesh with room for every packed
+    model and a few more, so that packing, not eviction, is what the check sees."""
+    gpu_endpoint = str(_option(request.config, "conformance_gpu_endpoint", "") or "")
+    if gpu_endpoint:
+        churn_ms = int(str(_option(request.config, "conformance_churn_ms", mesh_target.EMBEDDED_CHURN_MS)))
+        chosen = mesh_target.from_endpoints([e.strip() for e in gpu_endpoint.split(",") if e.strip()], churn_ms)
+        try:
+            yield chosen
+        finally:
+            chosen.close()
+        return
+    if endpoint_mode(request.config):
+        pytest.skip("no single-replica GPU runtime: --endpoint names the pods of one runtime; pass --gpu-endpoint "
+                    "HOST:PORT of the GPU runtime's pod to run the packing check")
+    models = int(str(_option(request.config, "conformance_packing_models", DEFAULT_PACKING_MODELS)))
+    flags = ("--instances", "1", "--capacity", str((models + 4) * UNIT_BYTES), "--samples", "6", "--no-register")
+    with mesh_target.local_mesh(tmp_path_factory.mktemp("gpu-mesh"), f"gpu-{run_id}", flags) as embedded:
         yield embedded
 
 
@@ -128,3 +181,33 @@ def distinct_samples(target: Target, count: int) -> list[SampleRef]:
     if len(by_answer) < count:
         pytest.fail(f"the target offers {len(by_answer)} distinguishable sample models; the check needs {count}")
     return list(by_answer.values())[:count]
+
+
+def pod_value(target: Target, pod: str, name: str) -> float:
+    value = clients.metric_value(target.metrics(pod), name)
+    assert value is not None, f"pod {pod} does not report {name}"
+    return value
+
+
+def summed(target: Target, name: str) -> float:
+    """A metric summed over the target's pods; pods that do not report it count 0."""
+    return sum(clients.metric_value(target.metrics(pod), name) or 0.0 for pod in target.pods())
+
+
+def room_per_pod(target: Target) -> dict[str, int]:
+    room = {pod: target.capacity_models(pod) for pod in target.pods()}
+    missing = [pod for pod, k in room.items() if not k]
+    if missing:
+        pytest.fail(f"pods {', '.join(missing)} report no modelmesh_instance_capacity_bytes")
+    return {pod: int(k or 0) for pod, k in room.items()}
+
+
+def wait_until_empty(target: Target, room: dict[str, int]) -> None:
+    """A fill counts on empty pods: models another group undeployed are unloaded asynchronously."""
+    def used() -> dict[str, float]:
+        return {pod: pod_value(target, pod, "modelmesh_instance_used_bytes") for pod in room}
+    try:
+        tenacity.Retrying(stop=tenacity.stop_after_delay(15), wait=tenacity.wait_fixed(0.2),
+                          retry=tenacity.retry_if_result(lambda u: any(u.values())))(used)
+    except tenacity.RetryError as error:
+        pytest.fail(f"pods still hold models the check did not deploy (used bytes): {error.last_attempt.result()}")

@@ -15,43 +15,17 @@ import time
 from dataclasses import dataclass
 
 import pytest
-import tenacity
 from mmgitops.conformance import clients
 from mmgitops.conformance.target import LOADED, STANDBY, UNIT_BYTES, Deployed, Target
 
-from tests.conformance.conftest import Deployments, wait_for_state
+from tests.conformance.conftest import Deployments, pod_value, room_per_pod, wait_for_state, wait_until_empty
 
 pytestmark = pytest.mark.eviction
 EVICTIONS = "modelmesh_age_at_eviction_milliseconds_count"
 
 
-def pod_value(target: Target, pod: str, name: str) -> float:
-    value = clients.metric_value(target.metrics(pod), name)
-    assert value is not None, f"pod {pod} does not report {name}"
-    return value
-
-
 def evictions(target: Target) -> float:
     return sum(clients.metric_value(target.metrics(pod), EVICTIONS) or 0.0 for pod in target.pods())
-
-
-def room_per_pod(target: Target) -> dict[str, int]:
-    room = {pod: target.capacity_models(pod) for pod in target.pods()}
-    missing = [pod for pod, k in room.items() if not k]
-    if missing:
-        pytest.fail(f"pods {', '.join(missing)} report no modelmesh_instance_capacity_bytes")
-    return {pod: int(k or 0) for pod, k in room.items()}
-
-
-def wait_until_empty(target: Target, room: dict[str, int]) -> None:
-    """The fill counts on empty pods: models another group undeployed are unloaded asynchronously."""
-    def used() -> dict[str, float]:
-        return {pod: pod_value(target, pod, "modelmesh_instance_used_bytes") for pod in room}
-    try:
-        tenacity.Retrying(stop=tenacity.stop_after_delay(15), wait=tenacity.wait_fixed(0.2),
-                          retry=tenacity.retry_if_result(lambda u: any(u.values())))(used)
-    except tenacity.RetryError as error:
-        pytest.fail(f"pods still hold models the check did not deploy (used bytes): {error.last_attempt.result()}")
 
 
 def past_churn_age(target: Target) -> None:

@@ -6,8 +6,10 @@ target is a concrete model `<name>__isvc-<10 hex>`, created with the vmodel and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -43,6 +45,7 @@ class Pod:
     grpc: str  # HOST:PORT
     rest: str | None = None  # base URL of the REST proxy
     metrics: str | None = None  # URL of /metrics
+    pid: int | None = None  # the leader of the pod's process group, when a local mesh state lists it
 
 
 class MeshTarget:
@@ -115,6 +118,19 @@ class MeshTarget:
         capacity = clients.metric_value(self.metrics(pod), "modelmesh_instance_capacity_bytes")
         return None if capacity is None else int(capacity) // UNIT_BYTES
 
+    # ---- faults -----------------------------------------------------------------------------
+    def kill_pod(self, pod: str) -> None:
+        """SIGKILL the pod's process group (its MLServer dies with it), as a node loss would; the pod then
+        leaves `pods()`, so later requests go through the survivors."""
+        chosen = self._pod(pod)
+        if chosen.pid is None:
+            raise TargetError("UNIMPLEMENTED", f"no process id known for pod {chosen.id}: only pods of a local mesh "
+                                               f"whose state lists them can be killed")
+        with contextlib.suppress(ProcessLookupError):  # already gone: the pod is lost either way
+            os.killpg(chosen.pid, signal.SIGKILL)
+        del self._pods[chosen.id]
+        self._channels.pop(chosen.id).close()
+
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
@@ -122,7 +138,7 @@ class MeshTarget:
 
 # ---- building a target ------------------------------------------------------------------------
 def pods_of(state: dict[str, Any]) -> list[Pod]:
-    return [Pod(i["id"], i["grpc"], i["rest"], i["metrics"]) for i in state.get("instances", [])]
+    return [Pod(i["id"], i["grpc"], i["rest"], i["metrics"], i.get("pid")) for i in state.get("instances", [])]
 
 
 def samples_of(state: dict[str, Any]) -> list[SampleRef]:
@@ -149,6 +165,16 @@ def _mmgitops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
                           timeout=300, stdin=subprocess.DEVNULL)
 
 
+# Test-only: comma-separated fault switches every embedded mesh starts with, so that the suite can be run
+# against a deliberately broken mesh (tests/mesh/test_suite_catches_faults.py). Never set it otherwise.
+FAULTS_ENV = "MMGITOPS_CONFORMANCE_FAULTS"
+
+
+def fault_flags() -> list[str]:
+    names = [n.strip() for n in os.environ.get(FAULTS_ENV, "").split(",") if n.strip()]
+    return [flag for n in names for flag in ("--fault", n)]
+
+
 @contextmanager
 def local_mesh(state_root: Path, name: str, flags: Sequence[str] = EMBEDDED_FLAGS,
                min_churn_age_ms: int = EMBEDDED_CHURN_MS) -> Iterator[MeshTarget]:
@@ -156,7 +182,7 @@ def local_mesh(state_root: Path, name: str, flags: Sequence[str] = EMBEDDED_FLAG
     env = {**os.environ, "MMGITOPS_MESH_NAME": name, "MMGITOPS_STATE": str(state_root)}
     _mmgitops(env, "local", "mesh", "down")
     try:
-        up = _mmgitops(env, "local", "mesh", "up", "--format", "json", *flags)
+        up = _mmgitops(env, "local", "mesh", "up", "--format", "json", *flags, *fault_flags())
         if up.returncode != 0:
             raise RuntimeError(f"local mesh up failed: {up.stderr.strip()[-2000:]}")
         state = json.loads(up.stdout)

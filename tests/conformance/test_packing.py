@@ -1,0 +1,81 @@
+"""Packing: a single-replica GPU runtime holds every InferenceService on its one pod.
+
+ModelMesh has no GPU logic: a GPU runtime is a ServingRuntime with `spec.replicas: 1` and one `nvidia.com/gpu`,
+whose memory request is the GPU memory budget. N InferenceServices on it must all load, one copy each, all on
+that one pod, and the pod count must not grow with N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from mmgitops.conformance import clients
+from mmgitops.conformance.target import LOADED, Deployed, Target
+
+from tests.conformance.conftest import DEFAULT_PACKING_MODELS, Deployments, endpoint_mode, option, wait_for_state
+
+pytestmark = pytest.mark.packing
+
+
+class Packed:
+    def __init__(self, pods_before: list[str], models: list[Deployed], pods_after: list[str]) -> None:
+        self.pods_before, self.models, self.pods_after = pods_before, models, pods_after
+
+
+@pytest.fixture(scope="module")
+def gpu_deployments(gpu_target: Target, run_id: str) -> Iterator[Deployments]:
+    made = Deployments(gpu_target, f"conf-{run_id}")
+    yield made
+    failures = made.remove_all()
+    if failures:
+        pytest.fail("teardown left models behind on the GPU runtime: " + "; ".join(failures))
+
+
+@pytest.fixture(scope="module")
+def packed(request: pytest.FixtureRequest, gpu_target: Target, gpu_deployments: Deployments) -> Packed:
+    count = int(str(option(request.config, "conformance_packing_models", DEFAULT_PACKING_MODELS)))
+    before = gpu_target.pods()
+    samples = gpu_target.samples()
+    models = [gpu_deployments.deploy(f"pack-{i:02d}", samples[i % len(samples)]) for i in range(count)]
+    for model in models:
+        wait_for_state(gpu_target, model.name, LOADED)
+    return Packed(before, models, gpu_target.pods())
+
+
+def test_the_gpu_runtime_has_one_pod_before_and_after_packing(packed):
+    assert (len(packed.pods_before), packed.pods_after) == (1, packed.pods_before)
+
+
+def test_every_packed_model_is_loaded(gpu_target, packed):
+    states = {m.name: gpu_target.model_state(m.name) for m in packed.models}
+    assert states == {m.name: LOADED for m in packed.models}
+
+
+def test_every_packed_model_has_one_copy_on_the_one_pod(gpu_target, packed, record):
+    locations = {m.name: gpu_target.copy_locations(m.name) for m in packed.models}
+    per_pod: dict[str, int] = {}
+    for where in locations.values():
+        for pod in where:
+            per_pod[pod] = per_pod.get(pod, 0) + 1
+    record("models_per_pod", per_pod)
+    assert locations == {m.name: packed.pods_before for m in packed.models}
+
+
+def test_the_pod_reports_every_packed_model(gpu_target, packed):
+    pod = packed.pods_before[0]
+    total = clients.metric_value(gpu_target.metrics(pod), "modelmesh_instance_models_total")
+    assert total == len(packed.models)
+
+
+def test_every_packed_model_answers_its_own_prediction(gpu_target, packed):
+    results = [gpu_target.infer(m.name) for m in packed.models]
+    assert [(r.answer, r.model_id) for r in results] == [(m.sample.answer, m.model_id) for m in packed.models]
+
+
+def test_the_gpu_pod_requests_a_gpu_and_runs_on_a_gpu_node(request):
+    if not endpoint_mode(request.config):
+        pytest.skip("mesh mode: a local mesh instance is a process, not a pod; the nvidia.com/gpu request and "
+                    "the GPU node are checked by the cluster target, which does not exist yet")
+    pytest.skip("--endpoint: pods reached by their gRPC address carry no pod spec or node to inspect; "
+                "the cluster target, which does not exist yet, checks nvidia.com/gpu and the node")
