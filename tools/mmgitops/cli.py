@@ -86,7 +86,31 @@ def parser() -> argparse.ArgumentParser:
     bm.add_argument("--models", type=int, default=1000, metavar="N", help="registered models in the density run")
     bm.add_argument("--hot", type=int, default=50, metavar="N", help="hot set in the density run")
     bm.add_argument("--rounds", type=int, default=10, metavar="N", help="passes over the hot set")
+    conform_parser(sub)
     return top
+
+
+def conform_parser(sub: argparse._SubParsersAction) -> None:
+    co = sub.add_parser(
+        "conform", help="run the ModelMesh conformance suite (pytest tests/conformance)",
+        usage="mmgitops conform [options] [-- PYTEST_ARGS...]\n       mmgitops conform report DIR\n"
+        "       mmgitops conform cleanup",
+        description="Run the conformance checks against a target. With no --endpoint the suite starts a small "
+        "local mesh of its own and stops it after (~30 s). Arguments after `--` go to pytest as they are.",
+        epilog="Exit status: 0 every check passed, 1 a check failed, 2 usage or environment error.")
+    co.add_argument("--target", choices=("mesh", "cluster"), default="mesh",
+                    help="mesh: ModelMesh pods by endpoint, or the embedded local mesh (default); cluster: coming")
+    co.add_argument("--endpoint", default="", metavar="HOST:PORT,...",
+                    help="gRPC endpoints of running ModelMesh pods (default: start a local mesh)")
+    co.add_argument("--report", type=Path, metavar="DIR",
+                    help="write DIR/junit.xml, DIR/results.json and DIR/report.html")
+    co.add_argument("-m", dest="markexpr", default="", metavar="MARKEXPR",
+                    help="only the checks this marker expression selects, e.g. 'routing or eviction'")
+    co.add_argument("--kubeconfig", metavar="FILE", help="for --target cluster (not available yet)")
+    co_sub = co.add_subparsers(dest="conform", metavar="ACTION")
+    rep = co_sub.add_parser("report", help="re-render DIR/report.html from DIR/results.json")
+    rep.add_argument("dir", type=Path, metavar="DIR")
+    co_sub.add_parser("cleanup", help="stop local meshes that interrupted runs left (named conf-<hex>)")
 
 
 def mesh_parser(local_sub: argparse._SubParsersAction) -> None:
@@ -286,10 +310,39 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     return EXIT_OK if all(running) else EXIT_FINDINGS
 
 
+def cmd_conform(args: argparse.Namespace) -> int:
+    from mmgitops.conformance import report, run
+
+    if args.conform == "report":
+        with err.status("Rendering the report..."):
+            print(report.render(args.dir))
+        return EXIT_OK
+    if args.conform == "cleanup":
+        if args.endpoint:
+            # ModelMesh's management API cannot list models: a run removes its own at teardown.
+            err.print("mmgitops: note: --endpoint: models on running pods cannot be listed; "
+                      "only leftover local meshes are cleaned up", markup=False, highlight=False)
+        removed, kept = run.cleanup()
+        print("\n".join([*removed, *kept]) if removed or kept else "nothing to clean up")
+        return EXIT_OK
+    package_checkout = Path(__file__).resolve().parents[2]
+    root = run.suite_root([repo_root(), Path.cwd(), package_checkout])
+    options = run.Options(target=args.target, endpoint=args.endpoint, report=args.report, markexpr=args.markexpr,
+                          kubeconfig=args.kubeconfig, extra=getattr(args, "pytest_args", []))
+    return run.run(options, root)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    extra: list[str] = []
+    if argv[:1] == ["conform"] and "--" in argv:
+        # Split by hand: argparse would read pytest's own options after `--` as the ACTION positional.
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
+    args.pytest_args = extra
     handlers = {"validate": cmd_validate, "plan": cmd_plan, "rules": cmd_rules, "bench": cmd_bench,
-                "apply": cmd_apply, "local": cmd_local}
+                "apply": cmd_apply, "local": cmd_local, "conform": cmd_conform}
     if args.command not in handlers:
         parser().print_help()
         return EXIT_ERROR

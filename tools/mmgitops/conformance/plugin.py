@@ -1,19 +1,44 @@
-"""The suite's pytest plugin: measurements the checks record, kept per test for the report."""
+"""The suite's pytest plugin: measurements the checks record, kept per test for the report.
+
+With `--conformance-report DIR` it writes DIR/results.json (and DIR/report.html from it) at the end of the
+session; whenever conformance checks ran it prints a per-group summary table after pytest's own summary.
+"""
 
 from __future__ import annotations
 
+import io
+import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 MEASUREMENTS = pytest.StashKey[dict[str, dict[str, Any]]]()
+RESULTS = pytest.StashKey[dict[str, dict[str, Any]]]()
+GROUP_OF = pytest.StashKey[dict[str, str]]()
+STARTED = pytest.StashKey[float]()
+
+# The suite's marker groups, in the order the report lists them; a check in none of them is grouped by module.
+GROUPS = ("routing", "eviction", "coldload", "packing", "resilience", "readiness")
+SCHEMA = 1
 
 Record = Callable[..., None]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("conformance").addoption(
+        "--conformance-report", dest="conformance_report", metavar="DIR", default=None,
+        help="write DIR/results.json and DIR/report.html at the end of the session")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[MEASUREMENTS] = {}
+    config.stash[RESULTS] = {}
+    config.stash[GROUP_OF] = {}
+    config.stash[STARTED] = time.time()
+    config.pluginmanager.register(_Outcomes(config), "conformance-outcomes")
 
 
 @pytest.fixture
@@ -27,3 +52,99 @@ def record(request: pytest.FixtureRequest) -> Record:
         store[name] = {"value": value, "unit": unit}
 
     return add
+
+
+def group_of(item: pytest.Item) -> str:
+    names = {mark.name for mark in item.iter_markers()}
+    for group in GROUPS:
+        if group in names:
+            return group
+    return item.path.stem.removeprefix("test_")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Markers are read here, where the items are, because reports carry only keywords.
+    config.stash[GROUP_OF].update({item.nodeid: group_of(item) for item in items})
+
+
+def _message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message).splitlines()[0][:300] if crash.message else ""
+    if isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr or "").strip().splitlines()[-1][:300] if report.longrepr else ""
+
+
+class _Outcomes:
+    """Registered per config: pytest_runtest_logreport gets no config of its own to keep results in."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = self.config.stash[RESULTS].setdefault(report.nodeid, {
+            "nodeid": report.nodeid, "group": self.config.stash[GROUP_OF].get(report.nodeid, ""),
+            "outcome": "passed", "duration_s": 0.0, "call_s": 0.0, "skip_reason": "", "message": ""})
+        # duration_s also counts fixtures: a module's first and last checks carry its setup and teardown.
+        entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
+        if report.when == "call":
+            entry["call_s"] = round(report.duration, 3)
+        if hasattr(report, "wasxfail"):
+            entry["outcome"] = "xfailed" if report.skipped else "xpassed"
+            entry["message"] = str(report.wasxfail)
+        elif report.skipped:
+            entry["outcome"] = "skipped"
+            entry["skip_reason"] = _message(report)
+        elif report.failed:
+            # A failing setup or teardown is an error of the check's environment, not a failed check.
+            entry["outcome"] = "failed" if report.when == "call" else "error"
+            entry["message"] = entry["message"] or _message(report)
+
+
+def results(config: pytest.Config, exitstatus: int = 0) -> dict[str, Any]:
+    figures = config.stash[MEASUREMENTS]
+    tests = [{**entry, "figures": figures.get(nodeid, {})} for nodeid, entry in config.stash[RESULTS].items()]
+    counts: dict[str, int] = {}
+    for test in tests:
+        counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
+    return {"schema": SCHEMA, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(config.stash[STARTED])),
+            "duration_s": round(time.time() - config.stash[STARTED], 1), "exitstatus": int(exitstatus),
+            "options": {"target": str(config.getoption("conformance_target", default="") or ""),
+                        "endpoint": str(config.getoption("conformance_endpoint", default="") or ""),
+                        "markexpr": str(config.getoption("markexpr", default="") or "")},
+            "counts": counts, "tests": tests}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    where = session.config.getoption("conformance_report", default=None)
+    if not where:
+        return
+    from mmgitops.conformance import report
+
+    out = Path(where)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results(session.config, exitstatus), indent=2, default=str),
+                                      encoding="utf-8")
+    report.render(out)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    tests = results(config)["tests"]
+    # Every pytest run in the repository loads this plugin: only a run with conformance checks gets the table.
+    if not any(t["group"] in GROUPS for t in tests) and not config.getoption("conformance_report", default=None):
+        return
+    from rich.console import Console
+
+    from mmgitops.conformance import report
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=terminalreporter._tw.fullwidth, force_terminal=terminalreporter.hasmarkup)
+    console.print(report.summary_table(tests))
+    terminalreporter.write_sep("=", "conformance summary")
+    terminalreporter.write(buffer.getvalue())
+    where = config.getoption("conformance_report", default=None)
+    if where:
+        terminalreporter.write_line(f"report: {Path(where) / 'report.html'}")

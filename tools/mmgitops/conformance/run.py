@@ -1,0 +1,133 @@
+"""`mmgitops conform`: the conformance suite run as pytest, and the cleanup of what interrupted runs left.
+
+pytest runs as a child of this same interpreter: the suite's fixtures start subprocesses and keep module
+state of their own, which an in-process pytest.main would share with the CLI.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+import platformdirs
+
+from mmgitops.errors import ToolError
+
+SUITE = Path("tests") / "conformance"
+# The suite names its embedded meshes conf-, gpu- and res-<6 hex of the run> (tests/conformance/); a mesh of
+# any other name is a user's and is never touched.
+LEFTOVER = re.compile(r"mesh-((?:conf|gpu|res)-[0-9a-f]{6})")
+# pytest's exit codes (pytest.ExitCode) as the CLI's: 0 clean, 1 failed checks, 2 usage or environment error.
+PYTEST_TO_EXIT = {0: 0, 1: 1}
+
+
+@dataclass
+class Options:
+    target: str = "mesh"
+    endpoint: str = ""
+    report: Path | None = None
+    markexpr: str = ""
+    kubeconfig: str | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+def suite_root(candidates: Sequence[Path]) -> Path:
+    """The checkout holding tests/conformance: the suite is not part of the installed package."""
+    for root in candidates:
+        if (root / SUITE).is_dir():
+            return root
+    raise ToolError(f"cannot find {SUITE}: run mmgitops conform from the mmgitops repository")
+
+
+def pytest_args(options: Options) -> list[str]:
+    if options.target == "cluster":
+        raise ToolError("--target cluster: not available yet; use --target mesh")
+    if options.kubeconfig:
+        raise ToolError("--kubeconfig: only --target cluster uses it, and that is not available yet")
+    args = [str(SUITE), "--target", options.target]
+    if options.endpoint:
+        endpoints = [e.strip() for e in options.endpoint.split(",") if e.strip()]
+        bad = [e for e in endpoints if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", e)]
+        if bad or not endpoints:
+            raise ToolError(f"--endpoint {options.endpoint}: expected HOST:PORT[,HOST:PORT...]")
+        args += ["--endpoint", ",".join(endpoints)]
+    if options.markexpr:
+        args += ["-m", options.markexpr]
+    if options.report:
+        report = options.report.resolve()
+        args += ["--junitxml", str(report / "junit.xml"), "--conformance-report", str(report)]
+    return [*args, *options.extra]
+
+
+def run(options: Options, root: Path) -> int:
+    args = pytest_args(options)
+    if options.report:
+        if options.report.exists() and not options.report.is_dir():
+            raise ToolError(f"--report {options.report}: not a directory")
+        options.report.mkdir(parents=True, exist_ok=True)
+    code = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=root).returncode
+    if code == 5:  # pytest.ExitCode.NO_TESTS_COLLECTED
+        raise ToolError(f"no conformance check matched{f' -m {options.markexpr!r}' if options.markexpr else ''}")
+    return PYTEST_TO_EXIT.get(code, 2)
+
+
+def _owner(pytest_dir: Path) -> int | None:
+    """The live pytest process that owns a numbered pytest tmp dir (pytest keeps its PID in .lock), if any."""
+    from mmgitops import procs
+
+    try:
+        pid = int((pytest_dir / ".lock").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if procs.alive(pid) else None
+
+
+def _state_roots() -> list[tuple[Path, int | None]]:
+    """Where embedded meshes keep their state, with the PID of a run still using it: the mmgitops state dir,
+    and pytest's temporary directories (the suite gives each run's mesh a fresh one; pytest keeps three)."""
+    roots: list[tuple[Path, int | None]] = [
+        (Path(os.environ.get("MMGITOPS_STATE") or platformdirs.user_state_dir("mmgitops")), None)]
+    temp = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    if temp.is_dir():
+        # pytest-current and *current are symlinks to directories listed anyway.
+        roots += [(path, _owner(path.parent)) for path in sorted(temp.glob("pytest-*/*-mesh*"))
+                  if not path.is_symlink() and not path.parent.is_symlink()]
+    return roots
+
+
+def leftovers() -> tuple[list[tuple[str, Path]], list[str]]:
+    """Meshes to remove, and lines about the ones a running suite still uses (never touched)."""
+    found, busy = [], []
+    for root, owner in _state_roots():
+        if not root.is_dir():
+            continue
+        for path in sorted(root.iterdir()):
+            if not path.is_dir() or path.is_symlink() or not (match := LEFTOVER.fullmatch(path.name)):
+                continue
+            if owner is None:
+                found.append((match[1], path))
+            else:
+                busy.append(f"kept local mesh {match[1]}: a running suite uses it (pytest pid {owner})")
+    return found, busy
+
+
+def cleanup() -> tuple[list[str], list[str]]:
+    """Stop every embedded mesh an earlier run left and remove its state: (removed, kept), a line per mesh."""
+    removed = []
+    found, busy = leftovers()
+    for mesh, path in found:
+        from mmgitops.mesh import control  # grpc and MLServer: seconds to import, so only when needed
+
+        # control.down finds a mesh by name under $MMGITOPS_STATE: point it at this one's directory.
+        with mock.patch.dict(os.environ, {"MMGITOPS_STATE": str(path.parent)}):
+            stopped = control.down(mesh)
+        removed.append(f"removed local mesh {mesh} ({path})" + (f": stopped {', '.join(stopped)}" if stopped else ""))
+    return removed, busy
