@@ -15,7 +15,6 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 
 import platformdirs
 
@@ -126,8 +125,6 @@ def cleanup() -> tuple[list[str], list[str]]:
     for mesh, path in found:
         from mmgitops.mesh import control  # grpc and MLServer: seconds to import, so only when needed
 
-        # control.down finds a mesh by name under $MMGITOPS_STATE: point it at this one's directory.
-        with mock.patch.dict(os.environ, {"MMGITOPS_STATE": str(path.parent)}):
-            stopped = control.down(mesh)
+        stopped = control.down(mesh, path.parent)
         removed.append(f"removed local mesh {mesh} ({path})" + (f": stopped {', '.join(stopped)}" if stopped else ""))
     return removed, busy

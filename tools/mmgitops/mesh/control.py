@@ -52,13 +52,14 @@ def name(mesh: str | None = None) -> str:
     return mesh or os.environ.get("MMGITOPS_MESH_NAME", "mmgitops")
 
 
-def state_dir(mesh: str | None = None) -> Path:
-    base = Path(os.environ.get("MMGITOPS_STATE") or platformdirs.user_state_dir("mmgitops"))
+def state_dir(mesh: str | None = None, base: Path | None = None) -> Path:
+    """base: where the mesh's state lives, when not in $MMGITOPS_STATE (a test run's temporary directory)."""
+    base = base or Path(os.environ.get("MMGITOPS_STATE") or platformdirs.user_state_dir("mmgitops"))
     return base / f"mesh-{name(mesh)}"
 
 
-def read_state(mesh: str | None = None) -> dict[str, Any] | None:
-    path = state_dir(mesh) / "mesh.json"
+def read_state(mesh: str | None = None, base: Path | None = None) -> dict[str, Any] | None:
+    path = state_dir(mesh, base) / "mesh.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
@@ -226,8 +227,8 @@ def model_key(sample: dict[str, Any]) -> str:
     return json.dumps({"storage_key": STORAGE_KEY, "bucket": BUCKET, "disk_size_bytes": sample["size"]})
 
 
-def down(mesh: str | None = None) -> list[str]:
-    state = read_state(mesh) or {}
+def down(mesh: str | None = None, base: Path | None = None) -> list[str]:
+    state = read_state(mesh, base) or {}
     stopped = []
     for instance in state.get("instances", []):
         if procs.alive(instance["pid"]):
@@ -238,7 +239,7 @@ def down(mesh: str | None = None) -> list[str]:
         if pid and procs.alive(pid):
             procs.stop(pid, group=True)
             stopped.append(f"{part} (pid {pid})")
-    root = state_dir(mesh)
+    root = state_dir(mesh, base)
     if root.exists():
         for path in sorted(root.rglob("*"), reverse=True):
             path.unlink() if path.is_file() or path.is_symlink() else path.rmdir()
