@@ -12,7 +12,7 @@ first model of that pod in the use order.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from mmgitops.conformance import clients
@@ -33,12 +33,25 @@ def past_churn_age(target: Target) -> None:
 
 
 @dataclass
+class Timeline:
+    """Every model's state at the moments that matter, for the report's eviction timeline."""
+
+    started: float = field(default_factory=time.monotonic)
+    points: list[dict[str, object]] = field(default_factory=list)
+
+    def snapshot(self, target: Target, models: list[Deployed]) -> None:
+        at = round(time.monotonic() - self.started, 2)
+        self.points += [{"t_s": at, "model": m.name, "state": target.model_state(m.name)} for m in models]
+
+
+@dataclass
 class Scenario:
     used_in_order: list[Deployed]  # the models that filled every pod, least recently used first
     pod_of: dict[str, str]  # where each fill model sat once every pod was full
     newcomer: Deployed
     evictions_before: float
     evictions_after: float
+    timeline: Timeline
 
     def lru_on(self, pod: str, among: list[Deployed]) -> Deployed:
         on_pod = [m for m in among if self.pod_of[m.name] == pod]
@@ -56,18 +69,21 @@ def one_location(target: Target, model: Deployed) -> str:
 def full_mesh(target: Target, deployments: Deployments) -> Scenario:
     room = room_per_pod(target)
     wait_until_empty(target, room)
+    timeline = Timeline()
     samples = target.samples()
     fill = [deployments.deploy(f"lru-{i:02d}", samples[i % len(samples)]) for i in range(sum(room.values()))]
     for model in fill:
         wait_for_state(target, model.name, LOADED)
     pod_of = {model.name: one_location(target, model) for model in fill}
+    timeline.snapshot(target, fill)
     for model in fill:
         assert target.infer(model.name).model_id == model.model_id
     past_churn_age(target)
     before = evictions(target)
     newcomer = deployments.deploy("lru-new", samples[0])
     wait_for_state(target, newcomer.name, LOADED)
-    return Scenario(fill, pod_of, newcomer, before, evictions(target))
+    timeline.snapshot(target, [*fill, newcomer])
+    return Scenario(fill, pod_of, newcomer, before, evictions(target), timeline)
 
 
 def test_the_least_recently_used_model_of_the_pod_goes_standby(target, full_mesh):
@@ -95,7 +111,7 @@ def test_used_bytes_stay_within_capacity(target, full_mesh):
         assert used % UNIT_BYTES == 0, f"pod {pod}: used {used} bytes is not a whole number of 8 KiB units"
 
 
-def test_touching_the_evicted_model_reloads_it_and_evicts_the_next_lru(target, full_mesh):
+def test_touching_the_evicted_model_reloads_it_and_evicts_the_next_lru(target, full_mesh, record):
     first = full_mesh.lru_on(one_location(target, full_mesh.newcomer), full_mesh.used_in_order)
     # Used now, the newcomer is the most recent model of its pod, never the next victim.
     target.infer(full_mesh.newcomer.name)
@@ -108,3 +124,5 @@ def test_touching_the_evicted_model_reloads_it_and_evicts_the_next_lru(target, f
     loaded = [m for m in full_mesh.used_in_order if m != victim] + [full_mesh.newcomer]
     assert {m.name: target.model_state(m.name) for m in loaded} == {m.name: LOADED for m in loaded}
     assert evictions(target) == full_mesh.evictions_after + 1
+    full_mesh.timeline.snapshot(target, [*full_mesh.used_in_order, full_mesh.newcomer])
+    record("eviction_timeline", full_mesh.timeline.points)
