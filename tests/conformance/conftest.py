@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import tenacity
@@ -145,13 +146,20 @@ class Deployments:
         return failures
 
 
-@pytest.fixture(scope="session")
-def session_deployments(target: Target, run_id: str) -> Iterator[Deployments]:
+@contextmanager
+def tracked(target: Target, run_id: str, where: str = "") -> Iterator[Deployments]:
+    """Deployments on the target under the run's prefix, all removed at the end; leftovers fail the teardown."""
     made = Deployments(target, f"conf-{run_id}")
     yield made
     failures = made.remove_all()
     if failures:
-        pytest.fail("teardown left models behind: " + "; ".join(failures))
+        pytest.fail(f"teardown left models behind{where}: " + "; ".join(failures))
+
+
+@pytest.fixture(scope="session")
+def session_deployments(target: Target, run_id: str) -> Iterator[Deployments]:
+    with tracked(target, run_id) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")

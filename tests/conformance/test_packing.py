@@ -13,7 +13,14 @@ import pytest
 from mmgitops.conformance import clients
 from mmgitops.conformance.target import LOADED, Deployed, Target
 
-from tests.conformance.conftest import DEFAULT_PACKING_MODELS, Deployments, endpoint_mode, option, wait_for_state
+from tests.conformance.conftest import (
+    DEFAULT_PACKING_MODELS,
+    Deployments,
+    endpoint_mode,
+    option,
+    tracked,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.packing
 
@@ -25,11 +32,8 @@ class Packed:
 
 @pytest.fixture(scope="module")
 def gpu_deployments(gpu_target: Target, run_id: str) -> Iterator[Deployments]:
-    made = Deployments(gpu_target, f"conf-{run_id}")
-    yield made
-    failures = made.remove_all()
-    if failures:
-        pytest.fail("teardown left models behind on the GPU runtime: " + "; ".join(failures))
+    with tracked(gpu_target, run_id, " on the GPU runtime") as made:
+        yield made
 
 
 @pytest.fixture(scope="module")

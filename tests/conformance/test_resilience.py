@@ -21,7 +21,7 @@ import tenacity
 from mmgitops.conformance import mesh_target
 from mmgitops.conformance.target import LOADED, Deployed, InferResult, Target, TargetError
 
-from tests.conformance.conftest import Deployments, distinct_samples, endpoint_mode, wait_for_state
+from tests.conformance.conftest import Deployments, distinct_samples, endpoint_mode, tracked, wait_for_state
 
 pytestmark = pytest.mark.resilience
 MODELS = 4
@@ -99,11 +99,8 @@ def resilience_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="module")
 def resilience_deployments(resilience_target: Target, run_id: str) -> Iterator[Deployments]:
-    made = Deployments(resilience_target, f"conf-{run_id}")
-    yield made
-    failures = made.remove_all()
-    if failures:
-        pytest.fail("teardown left models behind: " + "; ".join(failures))
+    with tracked(resilience_target, run_id) as made:
+        yield made
 
 
 def reloaded(target: Target, models: list[Deployed], killed: str) -> dict[str, list[str]] | None:
