@@ -78,15 +78,22 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         pytest.fail(f"--target {kind}: only `mesh` exists so far")
     endpoint = str(_option(request.config, "conformance_endpoint", "") or "")
     if endpoint:
-        churn_ms = int(str(_option(request.config, "conformance_churn_ms", mesh_target.EMBEDDED_CHURN_MS)))
-        chosen = mesh_target.from_endpoints([e.strip() for e in endpoint.split(",") if e.strip()], churn_ms)
-        try:
+        with given_endpoints(request.config, endpoint) as chosen:
             yield chosen
-        finally:
-            chosen.close()
         return
     with mesh_target.local_mesh(tmp_path_factory.mktemp("conformance-mesh"), f"conf-{run_id}") as embedded:
         yield embedded
+
+
+@contextmanager
+def given_endpoints(config: pytest.Config, endpoints: str) -> Iterator[Target]:
+    """A target of running pods named HOST:PORT[,HOST:PORT...], with the churn age the user gave for them."""
+    churn_ms = int(str(_option(config, "conformance_churn_ms", mesh_target.EMBEDDED_CHURN_MS)))
+    chosen = mesh_target.from_endpoints([e.strip() for e in endpoints.split(",") if e.strip()], churn_ms)
+    try:
+        yield chosen
+    finally:
+        chosen.close()
 
 
 def option(config: pytest.Config, name: str, default: object) -> object:
@@ -104,12 +111,8 @@ def gpu_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     model and a few more, so that packing, not eviction, is what the check sees."""
     gpu_endpoint = str(_option(request.config, "conformance_gpu_endpoint", "") or "")
     if gpu_endpoint:
-        churn_ms = int(str(_option(request.config, "conformance_churn_ms", mesh_target.EMBEDDED_CHURN_MS)))
-        chosen = mesh_target.from_endpoints([e.strip() for e in gpu_endpoint.split(",") if e.strip()], churn_ms)
-        try:
+        with given_endpoints(request.config, gpu_endpoint) as chosen:
             yield chosen
-        finally:
-            chosen.close()
         return
     if endpoint_mode(request.config):
         pytest.skip("no single-replica GPU runtime: --endpoint names the pods of one runtime; pass --gpu-endpoint "
