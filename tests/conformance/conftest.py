@@ -2,7 +2,10 @@
 
 `pytest tests/conformance --target mesh` starts a small local mesh for the session and stops it after;
 `--endpoint HOST:PORT[,HOST:PORT...]` points the checks at running ModelMesh pods instead.
-The packing and resilience checks start meshes of their own shape (one GPU pod; a mesh to kill a pod of).
+`--target cluster` creates a namespace of the run's own on the kubeconfig's cluster, with two ServingRuntimes
+made from this repo's templates (a CPU one and a one-replica GPU one), and deletes it at the end.
+Locally, the packing and resilience checks start meshes of their own shape (one GPU pod; a mesh to kill a
+pod of).
 """
 
 from __future__ import annotations
@@ -10,14 +13,21 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 import tenacity
 from mmgitops.conformance import clients, mesh_target
 from mmgitops.conformance.target import GONE, UNIT_BYTES, Deployed, SampleRef, Target
+from mmgitops.errors import ToolError
 
-TARGETS = ("mesh",)
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = ("mesh", "cluster")
+RESOLVERS = ("port-forward", "annotation")
+DEFAULT_CAPACITY_MODELS = 3
 MARKERS = {
+    "readiness": "conformance: the platform, the controller, the runtime pods and every InferenceService are ready",
     "routing": "conformance: requests reach the model they name, through any pod",
     "eviction": "conformance: a full pod evicts its least recently used model",
     "coldload": "conformance: a request to an evicted model loads it within the cold-load budget",
@@ -48,6 +58,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gpu-endpoint", dest="conformance_gpu_endpoint", default="",
                     help="HOST:PORT of the one pod of a single-replica GPU runtime, for the packing check "
                          "with --endpoint; default without --endpoint: start a one-instance local mesh")
+    group.addoption("--kubeconfig", dest="conformance_kubeconfig", default=None,
+                    help="--target cluster: the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    group.addoption("--context", dest="conformance_context", default=None,
+                    help="--target cluster: the kubeconfig context (default: its current context)")
+    group.addoption("--storage-config", dest="conformance_storage_config", default=None,
+                    help="--target cluster: a storage-config JSON file (key -> S3 storage) the cluster's runtime "
+                         "pods can pull from; the suite stages its sample models there")
+    group.addoption("--storage-key", dest="conformance_storage_key", default=None,
+                    help="--target cluster: which storage of --storage-config to use (default: the only one)")
+    group.addoption("--resolver", dest="conformance_resolver", choices=RESOLVERS, default="port-forward",
+                    help="--target cluster: how runtime pods are reached (default: %(default)s; `annotation` is "
+                         "for the local cluster's stand-in controller)")
+    group.addoption("--capacity-models", dest="conformance_capacity_models", type=int,
+                    default=DEFAULT_CAPACITY_MODELS,
+                    help="--target cluster: the CPU runtime's model cache, in small models per pod "
+                         "(default: %(default)s)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,9 +99,11 @@ def run_id() -> str:
 @pytest.fixture(scope="session")
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            run_id: str) -> Iterator[Target]:
-    kind = _option(request.config, "conformance_target", "mesh")
-    if kind != "mesh":
-        pytest.fail(f"--target {kind}: only `mesh` exists so far")
+    if cluster_mode(request.config):
+        yield from cluster_runtime(request, "cpu", replicas=2,
+                                   capacity_models=int(str(option(request.config, "conformance_capacity_models",
+                                                                  DEFAULT_CAPACITY_MODELS))))
+        return
     endpoint = str(_option(request.config, "conformance_endpoint", "") or "")
     if endpoint:
         with given_endpoints(request.config, endpoint) as chosen:
@@ -104,20 +132,96 @@ def endpoint_mode(config: pytest.Config) -> bool:
     return bool(str(_option(config, "conformance_endpoint", "") or ""))
 
 
+def cluster_mode(config: pytest.Config) -> bool:
+    return _option(config, "conformance_target", "mesh") == "cluster"
+
+
+def external(config: pytest.Config) -> bool:
+    """The checks share pods the suite did not start for them: a pod killed is one every other check uses."""
+    return endpoint_mode(config) or cluster_mode(config)
+
+
+def progress(config: pytest.Config) -> Any:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return (lambda text: reporter.write_line(f"conformance: {text}")) if reporter else (lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def cluster_session(request: pytest.FixtureRequest, run_id: str) -> Iterator[Any]:
+    """The run's namespace, storage Secret and staged samples; all removed at the end, also after a failure."""
+    from mmgitops.conformance.cluster import session
+    from mmgitops.mesh import storage
+
+    config = request.config
+    opened = None
+    try:
+        storage_config = option(config, "conformance_storage_config", None)
+        if not storage_config:
+            raise ToolError("--target cluster needs --storage-config FILE: an S3 storage the runtime pods can "
+                            "pull from")
+        entries = storage.load_config(Path(str(storage_config)))
+        key = option(config, "conformance_storage_key", None)
+        if not key and len(entries) != 1:
+            raise ToolError(f"{storage_config}: {len(entries)} storages; choose one with --storage-key")
+        api = session.api_client(option(config, "conformance_kubeconfig", None),  # type: ignore[arg-type]
+                                 option(config, "conformance_context", None))  # type: ignore[arg-type]
+        opened = session.Session(api, run_id, Path(str(storage_config)), str(key or next(iter(entries))),
+                                 progress(config))
+        opened.open()
+    except ToolError as error:
+        if opened is not None:
+            opened.close()
+        pytest.exit(str(error), returncode=2)
+    try:
+        yield opened
+    finally:
+        failures = opened.close()
+        if failures:
+            pytest.fail("teardown left cluster objects behind: " + "; ".join(failures))
+
+
+def cluster_runtime(request: pytest.FixtureRequest, kind: str, replicas: int, capacity_models: int
+                    ) -> Iterator[Target]:
+    """A ServingRuntime of the run, made from this repo's `kind` template (the GPU one is the CPU runtime with
+    one nvidia.com/gpu per pod, placed as the repo's GPU runtime is placed)."""
+    from mmgitops.conformance.cluster import objects
+    from mmgitops.conformance.cluster import target as cluster_target
+
+    made = request.getfixturevalue("cluster_session")
+    config = request.config
+    try:
+        template = objects.read_template(ROOT, "cpu")
+        placement = objects.read_template(ROOT, "gpu")["spec"] if kind == "gpu" else None
+        runtime = objects.serving_runtime(template, f"conf-{kind}", made.run_id, replicas, capacity_models,
+                                          gpu=kind == "gpu", gpu_placement=placement)
+        chosen = cluster_target.open_target(
+            made, runtime, int(str(option(config, "conformance_churn_ms", mesh_target.EMBEDDED_CHURN_MS))),
+            str(option(config, "conformance_resolver", "port-forward")))
+    except ToolError as error:
+        pytest.fail(str(error))
+    try:
+        yield chosen
+    finally:
+        chosen.close()
+
+
 @pytest.fixture(scope="session")
 def gpu_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                run_id: str) -> Iterator[Target]:
     """The one pod of a single-replica GPU runtime. Locally: a one-instance mesh with room for every packed
     model and a few more, so that packing, not eviction, is what the check sees."""
     gpu_endpoint = str(_option(request.config, "conformance_gpu_endpoint", "") or "")
+    models = int(str(_option(request.config, "conformance_packing_models", DEFAULT_PACKING_MODELS)))
     if gpu_endpoint:
         with given_endpoints(request.config, gpu_endpoint) as chosen:
             yield chosen
         return
+    if cluster_mode(request.config):
+        yield from cluster_runtime(request, "gpu", replicas=1, capacity_models=models + 4)
+        return
     if endpoint_mode(request.config):
         pytest.skip("no single-replica GPU runtime: --endpoint names the pods of one runtime; pass --gpu-endpoint "
                     "HOST:PORT of the GPU runtime's pod to run the packing check")
-    models = int(str(_option(request.config, "conformance_packing_models", DEFAULT_PACKING_MODELS)))
     flags = ("--instances", "1", "--capacity", str((models + 4) * UNIT_BYTES), "--samples", "6", "--no-register")
     with mesh_target.local_mesh(tmp_path_factory.mktemp("gpu-mesh"), f"gpu-{run_id}", flags) as embedded:
         yield embedded

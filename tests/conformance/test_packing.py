@@ -11,12 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 from mmgitops.conformance import clients
-from mmgitops.conformance.target import LOADED, Deployed, Target
+from mmgitops.conformance.target import LOADED, Deployed, Target, TargetError
 
 from tests.conformance.conftest import (
     DEFAULT_PACKING_MODELS,
     Deployments,
-    endpoint_mode,
     option,
     tracked,
     wait_for_state,
@@ -77,9 +76,11 @@ def test_every_packed_model_answers_its_own_prediction(gpu_target, packed):
     assert [(r.answer, r.model_id) for r in results] == [(m.sample.answer, m.model_id) for m in packed.models]
 
 
-def test_the_gpu_pod_requests_a_gpu_and_runs_on_a_gpu_node(request):
-    if not endpoint_mode(request.config):
-        pytest.skip("mesh mode: a local mesh instance is a process, not a pod; the nvidia.com/gpu request and "
-                    "the GPU node are checked by the cluster target, which does not exist yet")
-    pytest.skip("--endpoint: pods reached by their gRPC address carry no pod spec or node to inspect; "
-                "the cluster target, which does not exist yet, checks nvidia.com/gpu and the node")
+def test_the_gpu_pod_requests_a_gpu_and_runs_on_a_gpu_node(gpu_target, packed):
+    try:
+        pods = gpu_target.platform().runtime_pods
+    except TargetError as error:
+        pytest.skip(f"{error.message}: the GPU request and the node are read from the pod")
+    assert [(p.name, p.gpu_request) for p in pods] == [(packed.pods_before[0], 1)]
+    assert pods[0].node_gpus is not None, f"the runner may not read node {pods[0].node}: cannot see its GPUs"
+    assert pods[0].node_gpus >= 1, f"pod {pods[0].name} runs on node {pods[0].node}, which has no nvidia.com/gpu"

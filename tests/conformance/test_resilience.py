@@ -6,7 +6,7 @@ killed pod is one holding a model, killed with SIGKILL (no graceful leave), so i
 its registry lease expires and the mesh must load them elsewhere.
 
 Locally the check starts a mesh of its own: killing a pod of the shared one would break every later check.
-Against --endpoint it kills one of the given pods, so it runs last (conftest orders it).
+Against --endpoint or a cluster it kills one of the target's pods, so it runs last (conftest orders it).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tenacity
 from mmgitops.conformance import mesh_target
 from mmgitops.conformance.target import LOADED, Deployed, InferResult, Target, TargetError
 
-from tests.conformance.conftest import Deployments, distinct_samples, endpoint_mode, tracked, wait_for_state
+from tests.conformance.conftest import Deployments, distinct_samples, external, tracked, wait_for_state
 
 pytestmark = pytest.mark.resilience
 MODELS = 4
@@ -90,7 +90,7 @@ class Kill:
 @pytest.fixture(scope="module")
 def resilience_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                       run_id: str) -> Iterator[Target]:
-    if endpoint_mode(request.config):
+    if external(request.config):
         yield request.getfixturevalue("target")
         return
     with mesh_target.local_mesh(tmp_path_factory.mktemp("resilience-mesh"), f"res-{run_id}", FLAGS) as embedded:

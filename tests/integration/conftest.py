@@ -38,3 +38,11 @@ def cluster(cluster_env: dict[str, str]) -> Iterator[dict]:
         yield info
     finally:
         mmgitops("local", "cluster", "down", env=cluster_env)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `down` stops the shared cluster, so within this tier it runs after every other test.
+    ours = [i for i, item in enumerate(items) if "/integration/" in f"/{item.nodeid}"]
+    ordered = sorted((items[i] for i in ours), key=lambda item: item.name.startswith("test_down_"))
+    for index, item in zip(ours, ordered, strict=True):
+        items[index] = item

@@ -109,10 +109,43 @@ def test_plugin_writes_results_json_with_outcomes_and_figures(tmp_path):
     assert (out / "report.html").is_file()
 
 
-def test_cluster_target_is_refused_in_one_line(cli):
+def test_cluster_target_without_storage_is_a_usage_error(cli):
     run = cli("conform", "--target", "cluster")
     assert run.code == 2
-    assert run.err.strip() == "mmgitops: error: --target cluster: not available yet; use --target mesh"
+    assert run.err.strip() == ("mmgitops: error: --target cluster needs --storage-config FILE: an S3 storage the "
+                               "runtime pods can pull from")
+
+
+def test_cluster_flags_without_the_cluster_target_are_a_usage_error(cli):
+    run = cli("conform", "--kubeconfig", "kc", "--context", "c")
+    assert run.code == 2
+    assert run.err.strip() == "mmgitops: error: --kubeconfig, --context: only --target cluster uses them"
+
+
+def _storage(tmp_path: Path, *keys: str) -> Path:
+    path = tmp_path / "storage.json"
+    path.write_text(json.dumps({key: {"type": "s3", "access_key_id": "a", "secret_access_key": "b",
+                                      "endpoint_url": "http://127.0.0.1:9", "bucket": "models"} for key in keys}))
+    return path
+
+
+def test_cluster_target_with_two_storages_needs_a_key(cli, tmp_path):
+    run = cli("conform", "--target", "cluster", "--storage-config", str(_storage(tmp_path, "a", "b")))
+    assert run.code == 2
+    assert run.err.strip() == f"mmgitops: error: {tmp_path / 'storage.json'}: 2 storages; choose one with --storage-key"
+
+
+def test_unreachable_cluster_is_one_line_and_exit_2(cli, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {}}]\n")
+    run = cli("conform", "--target", "cluster", "--kubeconfig", str(kubeconfig),
+              "--storage-config", str(_storage(tmp_path, "s3")))
+    assert run.code == 2
+    assert run.err.startswith("mmgitops: error: cannot reach the cluster at http://127.0.0.1:1: ")
+    assert len(run.err.strip().splitlines()) == 1 and "Traceback" not in run.err
 
 
 def test_bad_endpoint_is_a_usage_error(cli):

@@ -86,6 +86,13 @@ def parser() -> argparse.ArgumentParser:
     bm.add_argument("--models", type=int, default=1000, metavar="N", help="registered models in the density run")
     bm.add_argument("--hot", type=int, default=50, metavar="N", help="hot set in the density run")
     bm.add_argument("--rounds", type=int, default=10, metavar="N", help="passes over the hot set")
+    bc = bench_sub.add_parser("conform", help="the conformance suite: its wall time and the harness's overhead",
+                              description="Prints the harness's overhead per inference (a request through the "
+                              "suite's target against a bare gRPC stub call to the same local mesh pod, "
+                              "interleaved) and the wall time of the whole suite on the embedded local mesh. "
+                              "Takes about 3 minutes.")
+    bc.add_argument("--repeats", type=int, default=2000, metavar="N", help="requests per path (default 2000)")
+    bc.add_argument("--no-suite", action="store_true", help="skip the suite's wall time (the slow part)")
     conform_parser(sub)
     return top
 
@@ -94,23 +101,35 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
     co = sub.add_parser(
         "conform", help="run the ModelMesh conformance suite (pytest tests/conformance)",
         usage="mmgitops conform [options] [-- PYTEST_ARGS...]\n       mmgitops conform report DIR\n"
-        "       mmgitops conform cleanup",
+        "       mmgitops conform cleanup [--kubeconfig FILE] [--context NAME]",
         description="Run the conformance checks against a target. With no --endpoint the suite starts a small "
         "local mesh of its own and stops it after (~30 s). Arguments after `--` go to pytest as they are.",
         epilog="Exit status: 0 every check passed, 1 a check failed, 2 usage or environment error.")
     co.add_argument("--target", choices=("mesh", "cluster"), default="mesh",
-                    help="mesh: ModelMesh pods by endpoint, or the embedded local mesh (default); cluster: coming")
+                    help="mesh: ModelMesh pods by endpoint, or the embedded local mesh (default); cluster: a "
+                    "namespace of the run's own on the kubeconfig's cluster (needs --storage-config)")
     co.add_argument("--endpoint", default="", metavar="HOST:PORT,...",
                     help="gRPC endpoints of running ModelMesh pods (default: start a local mesh)")
     co.add_argument("--report", type=Path, metavar="DIR",
                     help="write DIR/junit.xml, DIR/results.json and DIR/report.html")
     co.add_argument("-m", dest="markexpr", default="", metavar="MARKEXPR",
                     help="only the checks this marker expression selects, e.g. 'routing or eviction'")
-    co.add_argument("--kubeconfig", metavar="FILE", help="for --target cluster (not available yet)")
+    cl = co.add_argument_group("cluster target")
+    cl.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
+    cl.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+    cl.add_argument("--storage-config", type=Path, metavar="FILE",
+                    help="JSON storage-config (key -> S3 storage) the runtime pods can pull from; the suite "
+                    "stages its sample models there and removes them after")
+    cl.add_argument("--storage-key", metavar="KEY", help="the storage to use when FILE has several")
+    cl.add_argument("--resolver", choices=("port-forward", "annotation"), default="port-forward",
+                    help="how the suite reaches runtime pods (default: port-forward)")
     co_sub = co.add_subparsers(dest="conform", metavar="ACTION")
     rep = co_sub.add_parser("report", help="re-render DIR/report.html from DIR/results.json")
     rep.add_argument("dir", type=Path, metavar="DIR")
-    co_sub.add_parser("cleanup", help="stop local meshes that interrupted runs left (named conf-<hex>)")
+    clean = co_sub.add_parser("cleanup", help="remove what interrupted runs left: local meshes named conf-<hex>, "
+                              "and with --kubeconfig/--context the cluster namespaces labelled by the suite")
+    clean.add_argument("--kubeconfig", dest="cleanup_kubeconfig", metavar="FILE")
+    clean.add_argument("--context", dest="cleanup_context", metavar="NAME")
 
 
 def mesh_parser(local_sub: argparse._SubParsersAction) -> None:
@@ -199,6 +218,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         with err.status("Benchmarking the local mesh...") as status:
             print(mesh_bench.run(lambda text: status.update(text), args.requests, args.seconds, args.clients,
                                  args.cold_loads, args.models, args.hot, args.rounds))
+        return EXIT_OK
+    if args.bench == "conform":
+        from mmgitops.conformance import bench as conform_bench
+
+        root = None if args.no_suite else run_root()
+        with err.status("Benchmarking the conformance suite...") as status:
+            print(conform_bench.run(lambda text: status.update(text), args.repeats, not args.no_suite, root))
         return EXIT_OK
 
     paths = args.paths or render.default_paths(repo_root())
@@ -310,6 +336,13 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     return EXIT_OK if all(running) else EXIT_FINDINGS
 
 
+def run_root() -> Path:
+    """The checkout whose tests/conformance the suite runs from."""
+    from mmgitops.conformance import run
+
+    return run.suite_root([repo_root(), Path.cwd(), Path(__file__).resolve().parents[2]])
+
+
 def cmd_conform(args: argparse.Namespace) -> int:
     from mmgitops.conformance import report, run
 
@@ -323,12 +356,20 @@ def cmd_conform(args: argparse.Namespace) -> int:
             err.print("mmgitops: note: --endpoint: models on running pods cannot be listed; "
                       "only leftover local meshes are cleaned up", markup=False, highlight=False)
         removed, kept = run.cleanup()
+        if args.cleanup_kubeconfig or args.cleanup_context or args.kubeconfig or args.context:
+            from mmgitops.conformance.cluster import session
+
+            api = session.api_client(args.cleanup_kubeconfig or args.kubeconfig,
+                                     args.cleanup_context or args.context)
+            more_removed, more_kept = session.cleanup(api)
+            removed, kept = removed + more_removed, kept + more_kept
         print("\n".join([*removed, *kept]) if removed or kept else "nothing to clean up")
         return EXIT_OK
-    package_checkout = Path(__file__).resolve().parents[2]
-    root = run.suite_root([repo_root(), Path.cwd(), package_checkout])
+    root = run_root()
     options = run.Options(target=args.target, endpoint=args.endpoint, report=args.report, markexpr=args.markexpr,
-                          kubeconfig=args.kubeconfig, extra=getattr(args, "pytest_args", []))
+                          kubeconfig=args.kubeconfig, context=args.context, storage_config=args.storage_config,
+                          storage_key=args.storage_key, resolver=args.resolver,
+                          extra=getattr(args, "pytest_args", []))
     return run.run(options, root)
 
 

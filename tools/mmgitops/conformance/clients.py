@@ -93,9 +93,9 @@ def status_name(status: int) -> str:
     return mesh_pb.ModelStatusInfo.ModelStatus.Name(status)
 
 
-def scrape(url: str) -> dict[str, Any]:
+def scrape(url: str, verify: bool = True) -> dict[str, Any]:
     """Metric families by name; counters are named without `_total`, as prometheus_client parses them."""
-    response = requests.get(url, timeout=10)
+    response = requests.get(url, timeout=10, verify=verify)
     response.raise_for_status()
     return {family.name: family for family in text_string_to_metric_families(response.text)}
 

@@ -35,6 +35,10 @@ class Options:
     report: Path | None = None
     markexpr: str = ""
     kubeconfig: str | None = None
+    context: str | None = None
+    storage_config: Path | None = None
+    storage_key: str | None = None
+    resolver: str = "port-forward"
     extra: list[str] = field(default_factory=list)
 
 
@@ -46,12 +50,41 @@ def suite_root(candidates: Sequence[Path]) -> Path:
     raise ToolError(f"cannot find {SUITE}: run mmgitops conform from the mmgitops repository")
 
 
+CLUSTER_ONLY = ("kubeconfig", "context", "storage_config", "storage_key")
+
+
+def _cluster_args(options: Options) -> list[str]:
+    """Checked here, before pytest starts, so a bad flag or an unreachable cluster is one line and exit 2."""
+    from mmgitops.conformance.cluster import session
+    from mmgitops.mesh import storage
+
+    if options.endpoint:
+        raise ToolError("--endpoint: only --target mesh takes endpoints; a cluster's pods are found by the API")
+    if options.storage_config is None:
+        raise ToolError("--target cluster needs --storage-config FILE: an S3 storage the runtime pods can pull from")
+    entries = storage.load_config(options.storage_config)
+    if options.storage_key and options.storage_key not in entries:
+        raise ToolError(f"{options.storage_config}: no storage named {options.storage_key!r}; storages found: "
+                        f"{', '.join(sorted(entries))}")
+    if not options.storage_key and len(entries) != 1:
+        raise ToolError(f"{options.storage_config}: {len(entries)} storages; choose one with --storage-key")
+    session.api_client(options.kubeconfig, options.context)
+    args = ["--storage-config", str(options.storage_config.resolve()), "--resolver", options.resolver]
+    for flag, value in (("--kubeconfig", options.kubeconfig), ("--context", options.context),
+                        ("--storage-key", options.storage_key)):
+        if value:
+            args += [flag, str(Path(value).resolve()) if flag == "--kubeconfig" else value]
+    return args
+
+
 def pytest_args(options: Options) -> list[str]:
-    if options.target == "cluster":
-        raise ToolError("--target cluster: not available yet; use --target mesh")
-    if options.kubeconfig:
-        raise ToolError("--kubeconfig: only --target cluster uses it, and that is not available yet")
     args = [str(SUITE), "--target", options.target]
+    if options.target == "cluster":
+        args += _cluster_args(options)
+    else:
+        given = [f"--{name.replace('_', '-')}" for name in CLUSTER_ONLY if getattr(options, name)]
+        if given:
+            raise ToolError(f"{', '.join(given)}: only --target cluster uses {'them' if len(given) > 1 else 'it'}")
     if options.endpoint:
         endpoints = [e.strip() for e in options.endpoint.split(",") if e.strip()]
         bad = [e for e in endpoints if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", e)]
@@ -89,11 +122,15 @@ def _owner(pytest_dir: Path) -> int | None:
     return pid if procs.alive(pid) else None
 
 
+def leftover_root() -> Path:
+    """The mmgitops state dir, where cleanup looks for suite-named meshes outside pytest's temporary dirs."""
+    return Path(os.environ.get("MMGITOPS_STATE") or platformdirs.user_state_dir("mmgitops"))
+
+
 def _state_roots() -> list[tuple[Path, int | None]]:
     """Where embedded meshes keep their state, with the PID of a run still using it: the mmgitops state dir,
     and pytest's temporary directories (the suite gives each run's mesh a fresh one; pytest keeps three)."""
-    roots: list[tuple[Path, int | None]] = [
-        (Path(os.environ.get("MMGITOPS_STATE") or platformdirs.user_state_dir("mmgitops")), None)]
+    roots: list[tuple[Path, int | None]] = [(leftover_root(), None)]
     temp = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
     if temp.is_dir():
         # pytest-current and *current are symlinks to directories listed anyway.

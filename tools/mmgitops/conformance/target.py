@@ -45,6 +45,42 @@ class InferResult:
     ms: float
 
 
+@dataclass(frozen=True)
+class RuntimePod:
+    name: str
+    ready: bool  # the pod's Ready condition
+    containers: dict[str, bool]  # container name -> ready
+    node: str
+    gpu_request: int  # nvidia.com/gpu requested by the pod's containers
+    node_gpus: int | None  # the node's nvidia.com/gpu capacity; None when the runner may not read nodes
+
+
+@dataclass(frozen=True)
+class ServiceReadiness:
+    """An InferenceService's status fields, as `oc get isvc -o yaml` shows them."""
+
+    name: str
+    active_model_state: str  # status.modelStatus.states.activeModelState
+    transition_status: str  # status.modelStatus.transitionStatus
+    grpc_url: str  # status.components.predictor.grpcUrl
+    rest_url: str  # status.components.predictor.restUrl
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the readiness checks read from the Kubernetes API."""
+
+    namespace: str
+    dsc: str  # the DataScienceCluster's name, "" when there is none
+    dsc_conditions: dict[str, str]  # condition type -> status
+    controller: str  # namespace/name of the modelmesh-controller Deployment
+    controller_available: bool
+    runtime: str  # the ServingRuntime the target created
+    runtime_containers: list[str]  # the containers a runtime pod of it must run
+    runtime_pods: list[RuntimePod]
+    services: list[ServiceReadiness]
+
+
 class TargetError(Exception):
     """A request the target refused; `code` is the gRPC status name (for REST, the one the body carries)."""
 
@@ -85,6 +121,10 @@ class Target(Protocol):
 
     def kill_pod(self, pod: str) -> None:
         """Kill the pod abruptly (no graceful shutdown); raises TargetError UNIMPLEMENTED when it cannot."""
+        ...
+
+    def platform(self) -> Platform:
+        """The cluster objects around the mesh; raises TargetError UNIMPLEMENTED where there is no cluster."""
         ...
 
     def close(self) -> None: ...

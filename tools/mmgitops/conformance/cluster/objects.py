@@ -1,0 +1,123 @@
+"""The Kubernetes objects a conformance run creates: every one in the run's namespace and with the run's label.
+
+The runtimes are this repository's own ServingRuntime templates, so a run exercises what the GitOps half
+installs; only what the checks need is changed (a name, the replicas, a small model cache, the GPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from mmgitops.conformance.target import UNIT_BYTES
+from mmgitops.errors import ToolError
+from mmgitops.yamlio import load_all
+
+RUN_LABEL = "mmgitops.io/conformance-run"
+RUNNER_ANNOTATION = "mmgitops.io/conformance-runner"  # HOST:PID of the suite that owns the namespace
+NAMESPACE_PREFIX = "mmconf-"
+STORAGE_SECRET = "storage-config"  # model-serving-config's storageSecretName default
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+RUNTIME_TEMPLATES = {
+    "cpu": Path("components/modelmesh/serving-runtimes/mlserver-cpu/servingruntime.yaml"),
+    "gpu": Path("components/modelmesh/serving-runtimes/triton-gpu/servingruntime.yaml"),
+}
+GPU = "nvidia.com/gpu"
+
+
+def namespace_name(run_id: str) -> str:
+    return f"{NAMESPACE_PREFIX}{run_id}"
+
+
+def _meta(name: str, run_id: str, namespace: str | None = None, **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": {RUN_LABEL: run_id, **extra.pop("labels", {})}, **extra}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def namespace(run_id: str, runner: str) -> dict[str, Any]:
+    # modelmesh-enabled: RHOAI's modelmesh-controller serves only namespaces that carry it.
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": _meta(namespace_name(run_id), run_id, labels={"modelmesh-enabled": "true"},
+                              annotations={RUNNER_ANNOTATION: runner})}
+
+
+def storage_secret(run_id: str, entries: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """ModelMesh's storage-config Secret: one key per storage, each value the storage's JSON."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _meta(STORAGE_SECRET, run_id, namespace_name(run_id)),
+            "stringData": {key: json.dumps(entry) for key, entry in entries.items()}}
+
+
+def read_template(root: Path, kind: str) -> dict[str, Any]:
+    path = root / RUNTIME_TEMPLATES[kind]
+    try:
+        docs = load_all(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ToolError(f"{path}: cannot read the ServingRuntime template: {error.strerror}") from None
+    runtimes = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ServingRuntime"]
+    if len(runtimes) != 1:
+        raise ToolError(f"{path}: expected one ServingRuntime, found {len(runtimes)}")
+    return runtimes[0]
+
+
+def serving_runtime(template: dict[str, Any], name: str, run_id: str, replicas: int, capacity_models: int,
+                    gpu: bool, gpu_placement: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The template under a new name in the run's namespace, with `replicas` pods whose model cache holds
+    about `capacity_models` one-unit models (capacity = the runtime container's memory request minus
+    memBufferBytes), and for `gpu` one `nvidia.com/gpu` per pod placed as the repo's GPU runtime places it."""
+    body = copy.deepcopy(template)
+    where = f"ServingRuntime {template.get('metadata', {}).get('name')}"
+    spec = body.get("spec") or {}
+    containers = spec.get("containers") or []
+    if not containers:
+        raise ToolError(f"{where}: spec.containers is empty")
+    memory = _bytes(((containers[0].get("resources") or {}).get("requests") or {}).get("memory"),
+                    f"{where}: spec.containers[0].resources.requests.memory")
+    adapter = spec.setdefault("builtInAdapter", {})
+    # One unit of slack: ModelMesh keeps a small unload buffer out of the capacity it reports.
+    adapter["memBufferBytes"] = max(memory - (capacity_models + 1) * UNIT_BYTES, 0)
+    spec["replicas"] = replicas
+    if gpu:
+        resources = containers[0].setdefault("resources", {})
+        for part in ("requests", "limits"):
+            resources.setdefault(part, {})[GPU] = "1"
+        for field in ("nodeSelector", "tolerations"):
+            if gpu_placement and field in gpu_placement:
+                spec[field] = copy.deepcopy(gpu_placement[field])
+    annotations = {k: v for k, v in (body.get("metadata", {}).get("annotations") or {}).items()
+                   if not k.startswith("argocd.argoproj.io/")}
+    body["metadata"] = _meta(name, run_id, namespace_name(run_id), annotations=annotations)
+    body["spec"] = spec
+    return body
+
+
+def inference_service(name: str, run_id: str, runtime: str, model_format: str, storage_key: str,
+                      bucket: str, path: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": _meta(name, run_id, namespace_name(run_id), annotations={DEPLOYMENT_MODE: "ModelMesh"}),
+        "spec": {"predictor": {"model": {
+            "modelFormat": {"name": model_format},
+            "runtime": runtime,
+            "storage": {"key": storage_key, "path": path, "parameters": {"bucket": bucket}},
+        }}},
+    }
+
+
+_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "k": 1000, "M": 1000**2, "G": 1000**3,
+          "T": 1000**4}
+
+
+def _bytes(quantity: Any, where: str) -> int:
+    """A Kubernetes memory quantity in bytes (binary and decimal suffixes, or a plain number)."""
+    text = str(quantity or "").strip()
+    for suffix, factor in sorted(_UNITS.items(), key=lambda item: -len(item[0])):
+        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
+            return int(text[: -len(suffix)]) * factor
+    if text.isdigit():
+        return int(text)
+    raise ToolError(f"{where}: {quantity!r} is not a memory quantity the suite can size a cache from")

@@ -1,0 +1,130 @@
+"""One conformance run on a cluster: its namespace, its storage Secret and its sample models in S3.
+
+Everything is created under the run's label in a namespace of the run's own, and removed at the end:
+the namespace (with all it holds) and the S3 objects under the run's prefix. Nothing unlabelled is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from mmgitops import procs
+from mmgitops.conformance.cluster import objects
+from mmgitops.conformance.target import SampleRef
+from mmgitops.errors import ToolError
+from mmgitops.mesh import samples, storage
+
+SAMPLES = 6
+S3_PREFIX = "mmgitops-conformance"
+
+
+def api_client(kubeconfig: str | None, context: str | None = None) -> client.ApiClient:
+    """A client for the kubeconfig (default: $KUBECONFIG or ~/.kube/config), checked to reach its server."""
+    try:
+        api = config.new_client_from_config(config_file=kubeconfig, context=context)
+    except (config.ConfigException, OSError, TypeError) as error:
+        raise ToolError(f"kubeconfig {kubeconfig or '~/.kube/config'}: {str(error).splitlines()[0]}") from None
+    api.configuration.retries = 1  # an unreachable server should fail in seconds, not after urllib3's three tries
+    try:
+        client.VersionApi(api).get_code(_request_timeout=10)
+    except (urllib3.exceptions.HTTPError, ApiException, OSError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise ToolError(f"cannot reach the cluster at {api.configuration.host}: {str(reason).splitlines()[0]}"
+                        ) from None
+    return api
+
+
+def runner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Session:
+    def __init__(self, api: client.ApiClient, run_id: str, storage_config: Path, storage_key: str,
+                 progress: Callable[[str], None] = lambda _: None) -> None:
+        entries = storage.load_config(storage_config)
+        if storage_key not in entries:
+            raise ToolError(f"{storage_config}: no storage named {storage_key!r}; storages found: "
+                            f"{', '.join(sorted(entries))}")
+        self.api, self.run_id, self.progress = api, run_id, progress
+        self.core, self.apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = objects.namespace_name(run_id)
+        self.entries, self.storage_key = entries, storage_key
+        self.entry = entries[storage_key]
+        if not self.entry.bucket:
+            raise ToolError(f"{storage_config}: storage {storage_key!r} names no bucket to stage the samples in")
+        self.samples: list[SampleRef] = []
+
+    def open(self) -> None:
+        self.progress(f"creating namespace {self.namespace}")
+        _create(lambda: self.core.create_namespace(objects.namespace(self.run_id, runner())),
+                f"namespace {self.namespace}")
+        _create(lambda: self.core.create_namespaced_secret(
+            self.namespace, objects.storage_secret(self.run_id, {k: e.to_json() for k, e in self.entries.items()})),
+            f"secret {self.namespace}/{objects.STORAGE_SECRET}")
+        self.progress(f"staging {SAMPLES} sample models in s3://{self.entry.bucket}/{self._prefix()}/")
+        with tempfile.TemporaryDirectory(prefix="mmconf-samples-") as work:
+            staged = samples.upload(samples.train(Path(work), SAMPLES), self.entry, self.entry.bucket,
+                                    self._prefix())
+        self.samples = [SampleRef(s.name, s.expected, str(s.s3_path), s.model_key(self.storage_key))
+                        for s in staged]
+
+    def _prefix(self) -> str:
+        return f"{S3_PREFIX}/{self.run_id}"
+
+    def close(self) -> list[str]:
+        """Remove what open() made; returns a line per part it could not remove."""
+        failures = []
+        try:
+            self.core.delete_namespace(self.namespace, propagation_policy="Background")
+        except ApiException as error:
+            if error.status != 404:
+                failures.append(f"namespace {self.namespace}: {error.reason}")
+        try:
+            s3 = storage.s3_client(self.entry)
+            listed = s3.list_objects_v2(Bucket=self.entry.bucket, Prefix=f"{self._prefix()}/")
+            for item in listed.get("Contents", []):
+                s3.delete_object(Bucket=self.entry.bucket, Key=item["Key"])
+        except Exception as error:  # teardown reports what is left instead of stopping
+            failures.append(f"s3://{self.entry.bucket}/{self._prefix()}/: {error}")
+        return failures
+
+
+def _create(make: Callable[[], Any], what: str) -> None:
+    try:
+        make()
+    except ApiException as error:
+        raise ToolError(f"cannot create {what}: {error.status} {error.reason}") from None
+
+
+def leftovers(api: client.ApiClient) -> tuple[list[str], list[str]]:
+    """Namespaces earlier runs left (labelled by the suite), and lines about those a live run still owns."""
+    core = client.CoreV1Api(api)
+    found, busy = [], []
+    for ns in core.list_namespace(label_selector=objects.RUN_LABEL).items:
+        if ns.status and ns.status.phase == "Terminating":
+            continue
+        host, _, pid = ((ns.metadata.annotations or {}).get(objects.RUNNER_ANNOTATION, "")).rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and procs.alive(int(pid)):
+            busy.append(f"kept namespace {ns.metadata.name}: a running suite owns it (pid {pid})")
+        else:
+            found.append(ns.metadata.name)
+    return found, busy
+
+
+def cleanup(api: client.ApiClient) -> tuple[list[str], list[str]]:
+    """Delete the namespaces earlier runs left: (removed, kept), a line per namespace."""
+    core = client.CoreV1Api(api)
+    found, busy = leftovers(api)
+    for name in found:
+        core.delete_namespace(name, propagation_policy="Background")
+    return [f"removed namespace {name}" for name in found], busy

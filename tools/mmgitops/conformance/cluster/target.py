@@ -1,0 +1,313 @@
+"""The `cluster` target: InferenceServices on a ServingRuntime of the run's own, read through the Kubernetes API.
+
+States come from the InferenceService status, as a user reads them. Requests, the management API and
+metrics go to one runtime pod at a time through a resolver (port-forward by default).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import requests
+import tenacity
+import urllib3
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from mmgitops.conformance import clients
+from mmgitops.conformance.cluster import objects, resolve
+from mmgitops.conformance.cluster.session import Session
+from mmgitops.conformance.target import (
+    GONE,
+    UNIT_BYTES,
+    Deployed,
+    InferResult,
+    Platform,
+    RuntimePod,
+    SampleRef,
+    ServiceReadiness,
+    TargetError,
+)
+from mmgitops.errors import ToolError
+
+CONTROLLER = "modelmesh-controller"
+DEFAULT_APPLICATIONS_NAMESPACE = "redhat-ods-applications"  # RHOAI's default DSCI applicationsNamespace
+ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
+RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
+POD_WAIT_S = 300.0
+PORTS = {"grpc": 8033, "rest": 8008, "metrics": 2112}
+
+
+class ClusterTarget:
+    def __init__(self, session: Session, runtime: dict[str, Any], min_churn_age_ms: int,
+                 resolver: resolve.Resolver) -> None:
+        self.session, self.min_churn_age_ms, self.resolver = session, min_churn_age_ms, resolver
+        self.runtime = runtime["metadata"]["name"]
+        self.runtime_body = runtime
+        self.replicas = int(runtime["spec"]["replicas"])
+        self._channels: dict[str, grpc.Channel] = {}
+        self._inference: dict[str, clients.Inference] = {}
+        self._pods: tuple[float, list[str]] = (0.0, [])
+        self._lock = threading.Lock()
+        self._metrics_scheme: dict[str, str] = {}
+
+    # ---- setup ------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Create the runtime and wait for its pods. ModelMesh scales a runtime no model uses to zero, so a
+        placeholder InferenceService brings the pods up and is removed once they are ready."""
+        s = self.session
+        try:
+            s.custom.create_namespaced_custom_object(*RUNTIMES[:2], s.namespace, RUNTIMES[2], self.runtime_body)
+        except ApiException as error:
+            raise ToolError(f"cannot create ServingRuntime {s.namespace}/{self.runtime}: {_reason(error)}") from None
+        placeholder = f"{self.runtime}-up"
+        self._create_isvc(placeholder, s.samples[0])
+        s.progress(f"waiting for {self.replicas} ready pod(s) of runtime {self.runtime}")
+        deadline = time.monotonic() + POD_WAIT_S
+        while len(self._ready_pods()) < self.replicas:
+            if time.monotonic() > deadline:
+                raise ToolError(f"ServingRuntime {s.namespace}/{self.runtime}: {len(self._ready_pods())} of "
+                                f"{self.replicas} pods ready after {POD_WAIT_S:.0f} s")
+            time.sleep(1)
+        self.undeploy(placeholder)
+
+    # ---- what the target offers -------------------------------------------------------------
+    def samples(self) -> list[SampleRef]:
+        return list(self.session.samples)
+
+    def pods(self) -> list[str]:
+        # Listed at most once a second: a client round-robins over pods() on every request.
+        with self._lock:
+            if time.monotonic() - self._pods[0] > 1.0:
+                self._pods = (time.monotonic(), self._ready_pods())
+            return list(self._pods[1])
+
+    def _runtime_pods(self) -> list[Any]:
+        prefix = f"modelmesh-serving-{self.runtime}-"
+        listed = self.session.core.list_namespaced_pod(self.session.namespace).items
+        return [p for p in listed if p.metadata.name.startswith(prefix) and p.metadata.deletion_timestamp is None]
+
+    def _ready_pods(self) -> list[str]:
+        return sorted(p.metadata.name for p in self._runtime_pods() if _pod_ready(p))
+
+    def _pod(self, pod: str | None) -> str:
+        pods = self.pods()
+        if pod is None:
+            if not pods:
+                raise TargetError("UNAVAILABLE", f"runtime {self.runtime} has no ready pod")
+            return pods[0]
+        return pod
+
+    def _channel(self, pod: str) -> grpc.Channel:
+        with self._lock:
+            if pod not in self._channels:
+                self._channels[pod] = grpc.insecure_channel(self.resolver.address(pod, PORTS["grpc"]))
+                self._inference[pod] = clients.Inference(self._channels[pod])
+            return self._channels[pod]
+
+    def _management(self, pod: str | None = None) -> clients.Management:
+        return clients.Management(self._channel(self._pod(pod)))
+
+    # ---- models -----------------------------------------------------------------------------
+    def _create_isvc(self, name: str, sample: SampleRef) -> None:
+        key = json.loads(sample.key)
+        body = objects.inference_service(name, self.session.run_id, self.runtime, sample.type, key["storage_key"],
+                                         key["bucket"], sample.path)
+        s = self.session
+        try:
+            s.custom.create_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], body)
+        except ApiException as error:
+            raise TargetError("INVALID_ARGUMENT", f"InferenceService {s.namespace}/{name}: {_reason(error)}"
+                              ) from None
+
+    def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed:
+        """Create the InferenceService (ModelMesh loads it at once, whatever `load` says) and learn the concrete
+        model id the controller registered for it."""
+        self._create_isvc(name, sample)
+
+        def target_id() -> str:
+            return str(self._management().vmodel_status(name).targetModelId)
+
+        try:
+            model_id = tenacity.Retrying(
+                stop=tenacity.stop_after_delay(60), wait=tenacity.wait_fixed(0.5),
+                retry=tenacity.retry_if_result(lambda found: not found)
+                | tenacity.retry_if_exception_type(TargetError))(target_id)
+        except tenacity.RetryError:
+            raise TargetError("DEADLINE_EXCEEDED", f"InferenceService {name}: the controller registered no "
+                                                   f"model for it within 60 s") from None
+        return Deployed(name, model_id, sample)
+
+    def undeploy(self, name: str) -> None:
+        s = self.session
+        try:
+            s.custom.delete_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], name)
+        except ApiException as error:
+            if error.status != 404:
+                raise TargetError("INTERNAL", f"InferenceService {s.namespace}/{name}: {_reason(error)}") from None
+
+    def _isvc(self, name: str) -> dict[str, Any] | None:
+        s = self.session
+        try:
+            return s.custom.get_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise TargetError("UNAVAILABLE", f"InferenceService {s.namespace}/{name}: {_reason(error)}") from None
+
+    def model_state(self, name: str) -> str:
+        isvc = self._isvc(name)
+        if isvc is None:
+            return GONE
+        return str(_get(isvc, "status", "modelStatus", "states", "activeModelState"))
+
+    def copy_locations(self, name: str) -> list[str]:
+        status = self._management().vmodel_status(name)
+        return sorted(self._pod_of(copy.location) for copy in status.activeModelStatus.modelCopyInfos)
+
+    def _pod_of(self, location: str) -> str:
+        """ModelMesh names a copy's location by instance id, the tail of the pod name."""
+        pods = [p.metadata.name for p in self._runtime_pods()]
+        return next((p for p in pods if p == location or p.endswith(f"-{location}")), location)
+
+    # ---- requests ---------------------------------------------------------------------------
+    def infer(self, name: str, pod: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> InferResult:
+        chosen = self._pod(pod)
+        self._channel(chosen)
+        return self._inference[chosen].infer(name, headers)
+
+    def infer_rest(self, name: str, pod: str | None = None) -> InferResult:
+        return clients.Rest(f"http://{self.resolver.address(self._pod(pod), PORTS['rest'])}").infer(name)
+
+    def metrics(self, pod: str) -> dict[str, Any]:
+        """Metrics are https by default (model-serving-config metrics.scheme) with the pod's own certificate."""
+        address = self.resolver.address(pod, PORTS["metrics"])
+        for scheme in [self._metrics_scheme.get(pod, "https"), "http"]:
+            try:
+                found = clients.scrape(f"{scheme}://{address}/metrics", verify=False)
+            except requests.exceptions.SSLError:
+                continue
+            except requests.RequestException as error:
+                raise TargetError("UNAVAILABLE", f"pod {pod} metrics: {error}") from None
+            self._metrics_scheme[pod] = scheme
+            return found
+        raise TargetError("UNAVAILABLE", f"pod {pod} metrics: neither https nor http answered")
+
+    def capacity_models(self, pod: str) -> int | None:
+        capacity = clients.metric_value(self.metrics(pod), "modelmesh_instance_capacity_bytes")
+        return None if capacity is None else int(capacity) // UNIT_BYTES
+
+    def kill_pod(self, pod: str) -> None:
+        """Delete the pod with no grace period: its containers get SIGKILL, as on a node loss."""
+        s = self.session
+        try:
+            s.core.delete_namespaced_pod(pod, s.namespace, grace_period_seconds=0)
+        except ApiException as error:
+            raise TargetError("INTERNAL", f"pod {s.namespace}/{pod}: {_reason(error)}") from None
+        with self._lock:
+            self._pods = (0.0, [])
+            channel = self._channels.pop(pod, None)
+            self._inference.pop(pod, None)
+        if channel is not None:
+            channel.close()
+
+    # ---- readiness --------------------------------------------------------------------------
+    def platform(self) -> Platform:
+        s = self.session
+        dscs = _list_cluster(s.custom, "datasciencecluster.opendatahub.io", "v1", "datascienceclusters")
+        dscis = _list_cluster(s.custom, "dscinitialization.opendatahub.io", "v1", "dscinitializations")
+        apps = next((str(_get(d, "spec", "applicationsNamespace")) for d in dscis
+                     if _get(d, "spec", "applicationsNamespace")), DEFAULT_APPLICATIONS_NAMESPACE)
+        try:
+            deployment = s.apps.read_namespaced_deployment(CONTROLLER, apps)
+            available = any(c.type == "Available" and c.status == "True"
+                            for c in (deployment.status.conditions or []))
+        except ApiException as error:
+            if error.status != 404:
+                raise TargetError("UNAVAILABLE", f"deployment {apps}/{CONTROLLER}: {_reason(error)}") from None
+            available = False
+        isvcs = s.custom.list_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2])["items"]
+        spec = self.runtime_body["spec"]
+        adapter = f"{(spec.get('builtInAdapter') or {}).get('serverType', '')}-adapter"
+        return Platform(
+            namespace=s.namespace,
+            dsc=dscs[0]["metadata"]["name"] if dscs else "",
+            dsc_conditions={c.get("type"): c.get("status") for c in _get(dscs[0], "status", "conditions") or []}
+            if dscs else {},
+            controller=f"{apps}/{CONTROLLER}",
+            controller_available=available,
+            runtime=self.runtime,
+            runtime_containers=["mm", "rest-proxy", *(c["name"] for c in spec["containers"]), adapter],
+            runtime_pods=[self._runtime_pod(p) for p in self._runtime_pods()],
+            services=[ServiceReadiness(
+                i["metadata"]["name"],
+                str(_get(i, "status", "modelStatus", "states", "activeModelState")),
+                str(_get(i, "status", "modelStatus", "transitionStatus")),
+                str(_get(i, "status", "components", "predictor", "grpcUrl")),
+                str(_get(i, "status", "components", "predictor", "restUrl")),
+            ) for i in isvcs if _get(i, "spec", "predictor", "model", "runtime") == self.runtime],
+        )
+
+    def _runtime_pod(self, pod: Any) -> RuntimePod:
+        node = pod.spec.node_name or ""
+        node_gpus = None
+        if node:
+            try:
+                capacity = self.session.core.read_node(node).status.capacity or {}
+                node_gpus = int(capacity.get(objects.GPU, 0))
+            except ApiException as error:
+                if error.status != 403:
+                    raise TargetError("UNAVAILABLE", f"node {node}: {_reason(error)}") from None
+        requested = sum(int(((c.resources and c.resources.requests) or {}).get(objects.GPU, 0))
+                        for c in pod.spec.containers)
+        return RuntimePod(pod.metadata.name, _pod_ready(pod),
+                          {c.name: bool(c.ready) for c in (pod.status.container_statuses or [])},
+                          node, requested, node_gpus)
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for part in path:
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return "" if obj is None else obj
+
+
+def _pod_ready(pod: Any) -> bool:
+    return pod.status is not None and pod.status.phase == "Running" and any(
+        c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def _list_cluster(custom: client.CustomObjectsApi, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+    try:
+        return list(custom.list_cluster_custom_object(group, version, plural)["items"])
+    except ApiException as error:
+        if error.status in (403, 404):  # not installed, or the runner may not read it: the check says so
+            return []
+        raise TargetError("UNAVAILABLE", f"{plural}.{group}: {_reason(error)}") from None
+    except urllib3.exceptions.HTTPError as error:
+        raise TargetError("UNAVAILABLE", f"{plural}.{group}: {error}") from None
+
+
+def _reason(error: ApiException) -> str:
+    """The API server's message (it names the field a CRD rejected), else the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
+
+
+def open_target(session: Session, runtime: dict[str, Any], min_churn_age_ms: int, resolver_kind: str
+                ) -> ClusterTarget:
+    target = ClusterTarget(session, runtime, min_churn_age_ms,
+                           resolve.make(resolver_kind, session.core, session.namespace))
+    target.open()
+    return target
