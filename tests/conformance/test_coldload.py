@@ -61,9 +61,10 @@ def p95(values: list[float]) -> float:
 
 
 def the_standby_one(target: Target, rotation: list[Deployed]) -> Deployed:
-    """The model the last load evicted: every other one of the rotation is Loaded."""
+    """The model the last load evicted: every other one of the rotation is Loaded. A cluster writes the state
+    a moment after the mesh acts, so the one is the model both call evicted: Standby, and no copy left."""
     def standby() -> list[Deployed]:
-        return [m for m in rotation if target.model_state(m.name) == STANDBY]
+        return [m for m in rotation if target.model_state(m.name) == STANDBY and not target.copy_locations(m.name)]
     try:
         found = tenacity.Retrying(stop=tenacity.stop_after_delay(10), wait=tenacity.wait_fixed(0.1),
                                   retry=tenacity.retry_if_result(lambda s: not s))(standby)

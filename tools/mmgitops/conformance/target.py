@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mmgitops.mesh.states import ISVC_STATE
+
 UNIT_BYTES = 8192  # ModelMesh sizes models in 8 KiB units
 
 LOADED, STANDBY, LOADING, FAILED, PENDING = "Loaded", "Standby", "Loading", "FailedToLoad", "Pending"
 GONE = ""  # activeModelState of a name the mesh does not know
 
 # ModelMesh status -> InferenceService activeModelState, as modelmesh-serving maps it.
-STATE_OF_MESH_STATUS = {"NOT_LOADED": STANDBY, "LOADING": LOADING, "LOADED": LOADED, "LOADING_FAILED": FAILED,
-                        "NOT_FOUND": GONE}
+STATE_OF_MESH_STATUS = ISVC_STATE
 
 
 @dataclass(frozen=True)

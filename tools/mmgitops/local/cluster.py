@@ -18,6 +18,7 @@ import yaml
 from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.local import binaries, nodes
+from mmgitops.standins import modelmesh
 
 
 def name() -> str:
@@ -128,7 +129,8 @@ def up(progress: Callable[[str], None]) -> dict[str, Any]:
 
 def _start_standins(state: Path) -> int:
     log = (state / "standins.log").open("a", encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "mmgitops.standins", "--kubeconfig", str(kubeconfig_path())],
+    proc = subprocess.Popen([sys.executable, "-m", "mmgitops.standins", "--kubeconfig", str(kubeconfig_path()),
+                             "--state", str(state)],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     (state / "standins.pid").write_text(str(proc.pid), encoding="utf-8")
     return proc.pid
@@ -155,6 +157,11 @@ def down() -> list[str]:
         if procs.alive(pid):
             procs.stop(pid)
             stopped.append(f"operator stand-ins (pid {pid})")
+    # The ModelMesh stand-in stops its mesh instances on SIGTERM; these are what a killed one left.
+    for what, pid in modelmesh.recorded(state / "modelmesh").items():
+        if procs.alive(pid):
+            procs.stop(pid, group=True)
+            stopped.append(f"{what} (pid {pid})")
     components = kwok_pids()
     if components or (Path.home() / ".kwok" / "clusters" / name()).exists():
         bins = binaries.planned()
@@ -180,4 +187,6 @@ def status() -> dict[str, Any]:
     if pid_file.is_file():
         pid = int(pid_file.read_text().strip())
         processes["operator-standins"] = {"pid": pid, "running": procs.alive(pid)}
+    for what, pid in modelmesh.recorded(state_dir() / "modelmesh").items():
+        processes[what] = {"pid": pid, "running": procs.alive(pid)}
     return {"up": True, **info, "processes": processes}

@@ -13,6 +13,7 @@ from typing import Any
 
 from mmgitops.conformance.target import UNIT_BYTES
 from mmgitops.errors import ToolError
+from mmgitops.quantities import memory_bytes
 from mmgitops.yamlio import load_all
 
 RUN_LABEL = "mmgitops.io/conformance-run"
@@ -75,7 +76,7 @@ def serving_runtime(template: dict[str, Any], name: str, run_id: str, replicas: 
     containers = spec.get("containers") or []
     if not containers:
         raise ToolError(f"{where}: spec.containers is empty")
-    memory = _bytes(((containers[0].get("resources") or {}).get("requests") or {}).get("memory"),
+    memory = memory_bytes(((containers[0].get("resources") or {}).get("requests") or {}).get("memory"),
                     f"{where}: spec.containers[0].resources.requests.memory")
     adapter = spec.setdefault("builtInAdapter", {})
     # One unit of slack: ModelMesh keeps a small unload buffer out of the capacity it reports.
@@ -106,18 +107,3 @@ def inference_service(name: str, run_id: str, runtime: str, model_format: str, s
             "storage": {"key": storage_key, "path": path, "parameters": {"bucket": bucket}},
         }}},
     }
-
-
-_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "k": 1000, "M": 1000**2, "G": 1000**3,
-          "T": 1000**4}
-
-
-def _bytes(quantity: Any, where: str) -> int:
-    """A Kubernetes memory quantity in bytes (binary and decimal suffixes, or a plain number)."""
-    text = str(quantity or "").strip()
-    for suffix, factor in sorted(_UNITS.items(), key=lambda item: -len(item[0])):
-        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
-            return int(text[: -len(suffix)]) * factor
-    if text.isdigit():
-        return int(text)
-    raise ToolError(f"{where}: {quantity!r} is not a memory quantity the suite can size a cache from")

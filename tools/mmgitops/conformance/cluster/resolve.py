@@ -14,6 +14,7 @@ import socket
 import threading
 from typing import Any, Protocol
 
+import tenacity
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import portforward
@@ -33,10 +34,18 @@ class Resolver(Protocol):
 
 
 class Annotation:
+    WAIT_S = 120.0  # kwok reports a pod ready at once; its instance (MLServer included) takes seconds more
+
     def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
         self.core, self.namespace = core, namespace
 
     def address(self, pod: str, port: int) -> str:
+        return str(tenacity.Retrying(
+            stop=tenacity.stop_after_delay(self.WAIT_S), wait=tenacity.wait_fixed(0.5), reraise=True,
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, TargetError) and "names no address" in e.message)
+        )(self._read, pod, port))
+
+    def _read(self, pod: str, port: int) -> str:
         try:
             annotations = self.core.read_namespaced_pod(pod, self.namespace).metadata.annotations or {}
         except ApiException as error:

@@ -96,12 +96,15 @@ class ClusterTarget:
         return sorted(p.metadata.name for p in self._runtime_pods() if _pod_ready(p))
 
     def _pod(self, pod: str | None) -> str:
-        pods = self.pods()
-        if pod is None:
-            if not pods:
-                raise TargetError("UNAVAILABLE", f"runtime {self.runtime} has no ready pod")
-            return pods[0]
-        return pod
+        """The pod named, or any ready one; a runtime ModelMesh scaled to zero comes back once a model needs it."""
+        if pod is not None:
+            return pod
+        deadline = time.monotonic() + POD_WAIT_S
+        while not (pods := self.pods()):
+            if time.monotonic() > deadline:
+                raise TargetError("UNAVAILABLE", f"runtime {self.runtime} has no ready pod after {POD_WAIT_S:.0f} s")
+            time.sleep(1)
+        return pods[0]
 
     def _channel(self, pod: str) -> grpc.Channel:
         with self._lock:
@@ -171,9 +174,10 @@ class ClusterTarget:
         return sorted(self._pod_of(copy.location) for copy in status.activeModelStatus.modelCopyInfos)
 
     def _pod_of(self, location: str) -> str:
-        """ModelMesh names a copy's location by instance id, the tail of the pod name."""
-        pods = [p.metadata.name for p in self._runtime_pods()]
-        return next((p for p in pods if p == location or p.endswith(f"-{location}")), location)
+        """ModelMesh names a copy's location by instance id: the pod's name without its Deployment's. Mapped
+        by name, not by lookup, so a copy on a pod that is already gone still names that pod."""
+        prefix = f"modelmesh-serving-{self.runtime}-"
+        return location if location.startswith(prefix) else prefix + location
 
     # ---- requests ---------------------------------------------------------------------------
     def infer(self, name: str, pod: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> InferResult:
