@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 STORAGE   := components/modelmesh/storage/storage-config.env
 PROFILES  := $(wildcard argocd/bootstrap/*) $(wildcard overlays/*)
 
-.PHONY: setup test validate plan bench lint clean
+.PHONY: setup test validate plan bench demo lint clean
 
 setup: $(STAMP) $(STORAGE)
 
@@ -31,6 +31,10 @@ validate: setup
 plan: setup
 	@for p in $(PROFILES); do $(BIN)/mmgitops plan $$p || exit 1; done
 
+# Local cluster, the conformance profile, the suite in cluster mode, the report (README: "Try it").
+demo: setup
+	$(BIN)/mmgitops demo
+
 bench: setup
 	$(BIN)/mmgitops bench validate
 
@@ -38,4 +42,4 @@ lint: setup
 	$(BIN)/ruff check tools tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache reports

@@ -94,6 +94,13 @@ def parser() -> argparse.ArgumentParser:
     bc.add_argument("--repeats", type=int, default=2000, metavar="N", help="requests per path (default 2000)")
     bc.add_argument("--no-suite", action="store_true", help="skip the suite's wall time (the slow part)")
     conform_parser(sub)
+    demo = sub.add_parser("demo", help="local cluster + the conformance profile + the suite in cluster mode "
+                          "(what `make demo` runs)",
+                          description="Starts the local cluster (or reuses it), applies overlays/conformance in "
+                          "wave order until healthy, runs the conformance suite in cluster mode against it and "
+                          "prints the report's path. The cluster stays up: `mmgitops local cluster down` stops it.")
+    demo.add_argument("--report", type=Path, default=Path("reports/demo"), metavar="DIR",
+                      help="where the report goes (default: reports/demo)")
     return top
 
 
@@ -336,6 +343,24 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     return EXIT_OK if all(running) else EXIT_FINDINGS
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from mmgitops import demo
+
+    root = run_root()
+    started = time.monotonic()
+    with err.status("Preparing the local cluster...") as status:
+        info = demo.prepare(root, lambda text: status.update(text))
+    prepared = time.monotonic() - started
+    print(f"local cluster ready and {demo.PROFILE} applied in {prepared:.0f} s; kubeconfig {info['kubeconfig']}")
+    code = demo.conform(root, info, args.report)
+    print(f"demo finished in {time.monotonic() - started:.0f} s (cluster and apply {prepared:.0f} s), "
+          f"exit {code}\nreport: {(args.report / 'report.html').resolve()}\n"
+          f"the local cluster is still up: `mmgitops local cluster down` stops it")
+    return code
+
+
 def run_root() -> Path:
     """The checkout whose tests/conformance the suite runs from."""
     from mmgitops.conformance import run
@@ -383,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.pytest_args = extra
     handlers = {"validate": cmd_validate, "plan": cmd_plan, "rules": cmd_rules, "bench": cmd_bench,
-                "apply": cmd_apply, "local": cmd_local, "conform": cmd_conform}
+                "apply": cmd_apply, "local": cmd_local, "conform": cmd_conform, "demo": cmd_demo}
     if args.command not in handlers:
         parser().print_help()
         return EXIT_ERROR

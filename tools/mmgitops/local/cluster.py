@@ -20,6 +20,8 @@ from mmgitops.errors import ToolError
 from mmgitops.local import binaries, nodes
 from mmgitops.standins import modelmesh
 
+S3_KEY, S3_BUCKET = "localS3", "models"
+
 
 def name() -> str:
     """The kwokctl cluster name; tests use their own so they never touch a user's cluster."""
@@ -117,8 +119,9 @@ def up(progress: Callable[[str], None]) -> dict[str, Any]:
     try:
         progress("adding nodes and installing the pinned CRDs")
         bootstrap.populate(kubeconfig_path(), nodes.cluster_nodes())
-        progress("starting the operator stand-ins")
+        progress("starting the operator stand-ins and an S3 server")
         info["standins_pid"] = _start_standins(state)
+        info.update(_start_s3(state))
     except BaseException:
         down()  # a half-started cluster helps nobody: stop what this call started
         raise
@@ -134,6 +137,17 @@ def _start_standins(state: Path) -> int:
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     (state / "standins.pid").write_text(str(proc.pid), encoding="utf-8")
     return proc.pid
+
+
+def _start_s3(state: Path) -> dict[str, Any]:
+    """The cluster's object store (where a real cluster has MinIO or AWS S3): moto on loopback, and a
+    storage-config file naming it, for InferenceServices' models and the conformance suite's samples."""
+    from mmgitops.mesh import storage
+
+    server = storage.S3Server.start(state / "s3.log")
+    (state / "s3.pid").write_text(str(server.pid), encoding="utf-8")
+    path = storage.write_config(state / "storage-config.json", {S3_KEY: server.entry(S3_KEY, S3_BUCKET)})
+    return {"s3": server.endpoint, "storage_config": str(path)}
 
 
 def kwok_pids() -> dict[str, int]:
@@ -157,6 +171,10 @@ def down() -> list[str]:
         if procs.alive(pid):
             procs.stop(pid)
             stopped.append(f"operator stand-ins (pid {pid})")
+    s3_pid = state / "s3.pid"
+    if s3_pid.is_file() and procs.alive(pid := int(s3_pid.read_text().strip())):
+        procs.stop(pid, group=True)
+        stopped.append(f"S3 server (pid {pid})")
     # The ModelMesh stand-in stops its mesh instances on SIGTERM; these are what a killed one left.
     for what, pid in modelmesh.recorded(state / "modelmesh").items():
         if procs.alive(pid):
@@ -187,6 +205,10 @@ def status() -> dict[str, Any]:
     if pid_file.is_file():
         pid = int(pid_file.read_text().strip())
         processes["operator-standins"] = {"pid": pid, "running": procs.alive(pid)}
+    s3_pid = state_dir() / "s3.pid"
+    if s3_pid.is_file():
+        pid = int(s3_pid.read_text().strip())
+        processes["s3"] = {"pid": pid, "running": procs.alive(pid)}
     for what, pid in modelmesh.recorded(state_dir() / "modelmesh").items():
         processes[what] = {"pid": pid, "running": procs.alive(pid)}
     return {"up": True, **info, "processes": processes}
