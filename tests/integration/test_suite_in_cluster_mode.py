@@ -1,0 +1,125 @@
+"""End to end on the local cluster: `mmgitops demo`'s steps, with the ModelMesh controller stand-in serving the
+runtimes the conformance suite creates, and every check run in cluster mode."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import tenacity
+from kubernetes import client, config
+from mmgitops.conformance.cluster import objects
+from mmgitops.conformance.cluster import session as cluster_session
+from mmgitops.conformance.cluster.resolve import Annotation
+from mmgitops.conformance.cluster.target import ClusterTarget
+from mmgitops.conformance.target import LOADED
+from mmgitops.schemas import catalog
+from mmgitops.standins import modelmesh
+
+from tests.integration.conftest import ROOT, mmgitops
+
+pytestmark = pytest.mark.integration
+ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
+
+
+@pytest.fixture(scope="module")
+def demo(cluster: dict, cluster_env: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    report = tmp_path_factory.mktemp("demo-report")
+    run = mmgitops("demo", "--report", str(report), env=cluster_env, timeout=1500)
+    return {"run": run, "results": json.loads((report / "results.json").read_text())
+            if (report / "results.json").is_file() else {}, "report": report}
+
+
+def test_the_demo_runs_every_check_in_cluster_mode_and_all_pass(demo):
+    run, results = demo["run"], demo["results"]
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert results["options"]["target"] == "cluster"
+    assert results["counts"] == {"passed": len(results["tests"])}
+    assert {t["group"] for t in results["tests"]} == {"readiness", "routing", "coldload", "eviction", "packing",
+                                                      "resilience"}
+    assert (demo["report"] / "report.html").is_file()
+    assert f"report: {(demo['report'] / 'report.html').resolve()}" in run.stdout
+
+
+def custom(cluster: dict) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(config.new_client_from_config(config_file=cluster["kubeconfig"]))
+
+
+def status_errors(found: dict) -> list[str]:
+    _, validator = catalog.build().validator("serving.kserve.io", "v1beta1", "InferenceService")
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(found)]
+
+
+def test_sample_with_unreachable_storage_fails_to_load_with_model_load_failed(cluster, demo):
+    # The profile's storage-config is the repo's placeholder (minio.minio.svc): no such host here.
+    found = custom(cluster).get_namespaced_custom_object(*ISVC[:2], "modelmesh-models", ISVC[2], "sklearn-mnist")
+    model = found["status"]["modelStatus"]
+    assert (model["states"]["activeModelState"], model["lastFailureInfo"]["reason"]) == ("FailedToLoad",
+                                                                                       "ModelLoadFailed")
+    assert "minio.minio.svc" in model["lastFailureInfo"]["message"]
+    assert status_errors(found) == []
+
+
+def test_an_unsupported_format_gives_no_supporting_runtime(cluster, demo):
+    api = custom(cluster)
+    body = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "pmml-model", "namespace": "modelmesh-models",
+                         "annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"}},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "pmml"},
+                                             "storage": {"key": "localMinIO", "path": "pmml/model.pmml"}}}}}
+    api.create_namespaced_custom_object(*ISVC[:2], "modelmesh-models", ISVC[2], body)
+    try:
+        found = tenacity.Retrying(stop=tenacity.stop_after_delay(30), wait=tenacity.wait_fixed(0.5),
+                                  retry=tenacity.retry_if_result(lambda i: "modelStatus" not in i.get("status", {})))(
+            api.get_namespaced_custom_object, *ISVC[:2], "modelmesh-models", ISVC[2], "pmml-model")
+        model = found["status"]["modelStatus"]
+        assert (model["transitionStatus"], model["lastFailureInfo"]["reason"]) == ("InvalidSpec",
+                                                                                 "NoSupportingRuntime")
+        assert status_errors(found) == []
+    finally:
+        api.delete_namespaced_custom_object(*ISVC[:2], "modelmesh-models", ISVC[2], "pmml-model")
+
+
+def test_deleting_a_runtime_pod_kills_its_instance_and_its_model_comes_back_on_another(cluster, demo):
+    run = cluster_session.Session(cluster_session.api_client(cluster["kubeconfig"]), "0a0b0c",
+                                  Path(cluster["storage_config"]), "localS3")
+    run.open()
+    target = None
+    try:
+        runtime = objects.serving_runtime(objects.read_template(ROOT, "cpu"), "kill", run.run_id, 2, 3, gpu=False)
+        target = ClusterTarget(run, runtime, 1500, Annotation(run.core, run.namespace))
+        target.open()
+        model = target.deploy("victim", run.samples[1])
+        wait_loaded(target, model.name)
+        killed = target.copy_locations(model.name)[0]
+        instances = modelmesh.recorded(Path(cluster["kubeconfig"]).parent / "modelmesh")
+        pid = instances[f"instance {run.namespace}/{killed}"]
+        target.kill_pod(killed)
+        assert gone_within(pid, 10), f"instance of deleted pod {killed} (pid {pid}) still runs"
+        where = tenacity.Retrying(stop=tenacity.stop_after_delay(60), wait=tenacity.wait_fixed(0.5),
+                                  retry=tenacity.retry_if_result(lambda w: not w or killed in w))(
+            target.copy_locations, model.name)
+        assert target.model_state(model.name) == LOADED and killed not in where
+        assert target.infer(model.name).answer == 1
+    finally:
+        if target is not None:
+            target.close()
+        run.close()
+
+
+def wait_loaded(target: ClusterTarget, name: str) -> None:
+    tenacity.Retrying(stop=tenacity.stop_after_delay(60), wait=tenacity.wait_fixed(0.5),
+                      retry=tenacity.retry_if_result(lambda state: state != LOADED))(target.model_state, name)
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    from mmgitops import procs
+
+    deadline = time.monotonic() + seconds
+    while procs.alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
