@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import tenacity
 from mmgitops.conformance import clients, mesh_target
+from mmgitops.conformance.cluster.resolve import RESOLVERS
 from mmgitops.conformance.target import GONE, UNIT_BYTES, Deployed, SampleRef, Target
 from mmgitops.errors import ToolError
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("mesh", "cluster")
-RESOLVERS = ("port-forward", "annotation")
 DEFAULT_CAPACITY_MODELS = 3
 MARKERS = {
     "readiness": "conformance: the platform, the controller, the runtime pods and every InferenceService are ready",

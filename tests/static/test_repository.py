@@ -79,3 +79,19 @@ def test_app_of_apps_children_wait_on_each_other(cli):
     steps = json.loads(run.out)["steps"]
     order = [s["name"] for s in steps if s["kind"] in ("Subscription", "ClusterPolicy", "InferenceService")]
     assert order.index("gpu-operator-certified") < order.index("gpu-cluster-policy") < order.index("onnx-mnist")
+
+
+@pytest.mark.static
+def test_fast_churn_restates_the_base_config_but_for_the_churn_age():
+    import yaml
+
+    def config_yaml(path: str) -> dict:
+        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d and d.get("kind") == "ConfigMap"]
+        return yaml.safe_load(docs[0]["data"]["config.yaml"])
+
+    base = config_yaml("components/modelmesh/model-serving-config/model-serving-config.yaml")
+    fast = config_yaml("components/modelmesh/model-serving-config/components/fast-churn/config.yaml")
+    assert fast.pop("internalModelMeshEnvVars") == [{"name": "CUSTOM_JVM_ARGS",
+                                                     "value": "-Dtas.min_churn_age_ms=1500"}]
+    base.pop("internalModelMeshEnvVars")
+    assert fast == base

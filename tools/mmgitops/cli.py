@@ -295,7 +295,8 @@ def cmd_local(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2) if args.format == "json" else
               f"local cluster up in {info['seconds']} s: API server {info['server']}\n"
               f"kubeconfig: {info['kubeconfig']}\n"
-              f"next: mmgitops apply overlays/serving-gpu --kubeconfig {info['kubeconfig']}")
+              f"S3 server {info['s3']}, storage config {info['storage_config']}\n"
+              f"next: mmgitops apply overlays/conformance --kubeconfig {info['kubeconfig']} (or: make demo)")
         return EXIT_OK
     if args.action == "down":
         stopped = cluster.down()

@@ -15,12 +15,11 @@ from typing import Any
 import grpc
 import requests
 import tenacity
-import urllib3
-from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from mmgitops.conformance import clients
-from mmgitops.conformance.cluster import objects, resolve
+from mmgitops.conformance.cluster import objects, platform, resolve
+from mmgitops.conformance.cluster.platform import get, pod_ready, reason
 from mmgitops.conformance.cluster.session import Session
 from mmgitops.conformance.target import (
     GONE,
@@ -28,15 +27,11 @@ from mmgitops.conformance.target import (
     Deployed,
     InferResult,
     Platform,
-    RuntimePod,
     SampleRef,
-    ServiceReadiness,
     TargetError,
 )
 from mmgitops.errors import ToolError
 
-CONTROLLER = "modelmesh-controller"
-DEFAULT_APPLICATIONS_NAMESPACE = "redhat-ods-applications"  # RHOAI's default DSCI applicationsNamespace
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
 POD_WAIT_S = 300.0
@@ -64,7 +59,7 @@ class ClusterTarget:
         try:
             s.custom.create_namespaced_custom_object(*RUNTIMES[:2], s.namespace, RUNTIMES[2], self.runtime_body)
         except ApiException as error:
-            raise ToolError(f"cannot create ServingRuntime {s.namespace}/{self.runtime}: {_reason(error)}") from None
+            raise ToolError(f"cannot create ServingRuntime {s.namespace}/{self.runtime}: {reason(error)}") from None
         placeholder = f"{self.runtime}-up"
         self._create_isvc(placeholder, s.samples[0])
         s.progress(f"waiting for {self.replicas} ready pod(s) of runtime {self.runtime}")
@@ -93,7 +88,7 @@ class ClusterTarget:
         return [p for p in listed if p.metadata.name.startswith(prefix) and p.metadata.deletion_timestamp is None]
 
     def _ready_pods(self) -> list[str]:
-        return sorted(p.metadata.name for p in self._runtime_pods() if _pod_ready(p))
+        return sorted(p.metadata.name for p in self._runtime_pods() if pod_ready(p))
 
     def _pod(self, pod: str | None) -> str:
         """The pod named, or any ready one; a runtime ModelMesh scaled to zero comes back once a model needs it."""
@@ -125,7 +120,7 @@ class ClusterTarget:
         try:
             s.custom.create_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], body)
         except ApiException as error:
-            raise TargetError("INVALID_ARGUMENT", f"InferenceService {s.namespace}/{name}: {_reason(error)}"
+            raise TargetError("INVALID_ARGUMENT", f"InferenceService {s.namespace}/{name}: {reason(error)}"
                               ) from None
 
     def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed:
@@ -152,7 +147,7 @@ class ClusterTarget:
             s.custom.delete_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], name)
         except ApiException as error:
             if error.status != 404:
-                raise TargetError("INTERNAL", f"InferenceService {s.namespace}/{name}: {_reason(error)}") from None
+                raise TargetError("INTERNAL", f"InferenceService {s.namespace}/{name}: {reason(error)}") from None
 
     def _isvc(self, name: str) -> dict[str, Any] | None:
         s = self.session
@@ -161,13 +156,13 @@ class ClusterTarget:
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise TargetError("UNAVAILABLE", f"InferenceService {s.namespace}/{name}: {_reason(error)}") from None
+            raise TargetError("UNAVAILABLE", f"InferenceService {s.namespace}/{name}: {reason(error)}") from None
 
     def model_state(self, name: str) -> str:
         isvc = self._isvc(name)
         if isvc is None:
             return GONE
-        return str(_get(isvc, "status", "modelStatus", "states", "activeModelState"))
+        return str(get(isvc, "status", "modelStatus", "states", "activeModelState"))
 
     def copy_locations(self, name: str) -> list[str]:
         status = self._management().vmodel_status(name)
@@ -212,7 +207,7 @@ class ClusterTarget:
         try:
             s.core.delete_namespaced_pod(pod, s.namespace, grace_period_seconds=0)
         except ApiException as error:
-            raise TargetError("INTERNAL", f"pod {s.namespace}/{pod}: {_reason(error)}") from None
+            raise TargetError("INTERNAL", f"pod {s.namespace}/{pod}: {reason(error)}") from None
         with self._lock:
             self._pods = (0.0, [])
             channel = self._channels.pop(pod, None)
@@ -222,91 +217,12 @@ class ClusterTarget:
 
     # ---- readiness --------------------------------------------------------------------------
     def platform(self) -> Platform:
-        s = self.session
-        dscs = _list_cluster(s.custom, "datasciencecluster.opendatahub.io", "v1", "datascienceclusters")
-        dscis = _list_cluster(s.custom, "dscinitialization.opendatahub.io", "v1", "dscinitializations")
-        apps = next((str(_get(d, "spec", "applicationsNamespace")) for d in dscis
-                     if _get(d, "spec", "applicationsNamespace")), DEFAULT_APPLICATIONS_NAMESPACE)
-        try:
-            deployment = s.apps.read_namespaced_deployment(CONTROLLER, apps)
-            available = any(c.type == "Available" and c.status == "True"
-                            for c in (deployment.status.conditions or []))
-        except ApiException as error:
-            if error.status != 404:
-                raise TargetError("UNAVAILABLE", f"deployment {apps}/{CONTROLLER}: {_reason(error)}") from None
-            available = False
-        isvcs = s.custom.list_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2])["items"]
-        spec = self.runtime_body["spec"]
-        adapter = f"{(spec.get('builtInAdapter') or {}).get('serverType', '')}-adapter"
-        return Platform(
-            namespace=s.namespace,
-            dsc=dscs[0]["metadata"]["name"] if dscs else "",
-            dsc_conditions={c.get("type"): c.get("status") for c in _get(dscs[0], "status", "conditions") or []}
-            if dscs else {},
-            controller=f"{apps}/{CONTROLLER}",
-            controller_available=available,
-            runtime=self.runtime,
-            runtime_containers=["mm", "rest-proxy", *(c["name"] for c in spec["containers"]), adapter],
-            runtime_pods=[self._runtime_pod(p) for p in self._runtime_pods()],
-            services=[ServiceReadiness(
-                i["metadata"]["name"],
-                str(_get(i, "status", "modelStatus", "states", "activeModelState")),
-                str(_get(i, "status", "modelStatus", "transitionStatus")),
-                str(_get(i, "status", "components", "predictor", "grpcUrl")),
-                str(_get(i, "status", "components", "predictor", "restUrl")),
-            ) for i in isvcs if _get(i, "spec", "predictor", "model", "runtime") == self.runtime],
-        )
-
-    def _runtime_pod(self, pod: Any) -> RuntimePod:
-        node = pod.spec.node_name or ""
-        node_gpus = None
-        if node:
-            try:
-                capacity = self.session.core.read_node(node).status.capacity or {}
-                node_gpus = int(capacity.get(objects.GPU, 0))
-            except ApiException as error:
-                if error.status != 403:
-                    raise TargetError("UNAVAILABLE", f"node {node}: {_reason(error)}") from None
-        requested = sum(int(((c.resources and c.resources.requests) or {}).get(objects.GPU, 0))
-                        for c in pod.spec.containers)
-        return RuntimePod(pod.metadata.name, _pod_ready(pod),
-                          {c.name: bool(c.ready) for c in (pod.status.container_statuses or [])},
-                          node, requested, node_gpus)
+        return platform.read(self.session, self.runtime_body, self._runtime_pods())
 
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
-
-
-def _get(obj: Any, *path: str) -> Any:
-    for part in path:
-        obj = obj.get(part) if isinstance(obj, dict) else None
-    return "" if obj is None else obj
-
-
-def _pod_ready(pod: Any) -> bool:
-    return pod.status is not None and pod.status.phase == "Running" and any(
-        c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-
-
-def _list_cluster(custom: client.CustomObjectsApi, group: str, version: str, plural: str) -> list[dict[str, Any]]:
-    try:
-        return list(custom.list_cluster_custom_object(group, version, plural)["items"])
-    except ApiException as error:
-        if error.status in (403, 404):  # not installed, or the runner may not read it: the check says so
-            return []
-        raise TargetError("UNAVAILABLE", f"{plural}.{group}: {_reason(error)}") from None
-    except urllib3.exceptions.HTTPError as error:
-        raise TargetError("UNAVAILABLE", f"{plural}.{group}: {error}") from None
-
-
-def _reason(error: ApiException) -> str:
-    """The API server's message (it names the field a CRD rejected), else the HTTP reason."""
-    try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
-    except ValueError:
-        return str(error.reason)
 
 
 def open_target(session: Session, runtime: dict[str, Any], min_churn_age_ms: int, resolver_kind: str

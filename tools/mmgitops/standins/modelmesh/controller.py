@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 from kubernetes.client.rest import ApiException
 
+from mmgitops.errors import ToolError
 from mmgitops.mesh.control import concrete_id
 from mmgitops.mesh.peers import mesh_grpc, mesh_pb
 from mmgitops.standins.kube import Kube
@@ -55,7 +56,9 @@ class Controller:
             seen.add(ns.metadata.name)
             try:
                 self._namespace(kube, ns.metadata.name, serving)
-            except (ApiException, grpc.RpcError, OSError, ValueError) as error:
+            except (ApiException, grpc.RpcError, OSError, ValueError, ToolError) as error:
+                # One namespace's bad object (e.g. a runtime whose memory request is not a quantity) must not
+                # stop the controller serving the others.
                 _log(f"namespace {ns.metadata.name}: {str(error).splitlines()[0] if str(error) else error!r}")
         for key in [k for k in self.fleet.instances if k[0] not in seen]:
             self.fleet.stop(key, kill=True)  # the namespace is going: so are its pods
