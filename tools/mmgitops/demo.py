@@ -44,4 +44,4 @@ def conform(root: Path, info: dict[str, Any], report: Path) -> int:
 
     return run.run(run.Options(
         target="cluster", kubeconfig=info["kubeconfig"], storage_config=Path(info["storage_config"]),
-        resolver="annotation", report=report, extra=["--min-churn-age-ms", str(CHURN_MS)]), root)
+        resolver="port-forward", report=report, extra=["--min-churn-age-ms", str(CHURN_MS)]), root)

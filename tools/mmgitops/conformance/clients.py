@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import requests
+from mlserver.grpc import dataplane_pb2
 from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -40,6 +41,13 @@ class Inference:
         except grpc.RpcError as error:
             raise _error(error) from error
         return InferResult(samples.answer(response), response.model_name, (time.perf_counter() - started) * 1000)
+
+    def ready(self, timeout_s: float = 5.0) -> bool:
+        """KServe v2 ServerReady: the pod's ModelMesh is up and answering."""
+        try:
+            return bool(self.stub.ServerReady(dataplane_pb2.ServerReadyRequest(), timeout=timeout_s).ready)
+        except grpc.RpcError as error:
+            raise _error(error) from error
 
 
 class Rest:

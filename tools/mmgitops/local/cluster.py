@@ -106,6 +106,7 @@ def up(progress: Callable[[str], None]) -> dict[str, Any]:
                     "--kube-controller-manager-binary", str(bins.kube_controller_manager),
                     "--kube-scheduler-binary", str(bins.kube_scheduler),
                     "--etcd-binary", str(bins.etcd), "--kwok-controller-binary", str(bins.kwok),
+                    "--enable-crds", "PortForward",
                     "--kubeconfig", str(kubeconfig_path()), "--wait", "120s", log=state / "kwokctl.log")
     if proc.returncode != 0:
         _kwokctl(bins, "delete", "cluster", log=state / "kwokctl.log")

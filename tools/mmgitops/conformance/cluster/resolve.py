@@ -14,7 +14,6 @@ import socket
 import threading
 from typing import Any, Protocol
 
-import tenacity
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import portforward
@@ -34,18 +33,12 @@ class Resolver(Protocol):
 
 
 class Annotation:
-    WAIT_S = 120.0  # kwok reports a pod ready at once; its instance (MLServer included) takes seconds more
+    """The stand-in writes the annotation once the pod's instance is up; until then the pod is not serving."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
         self.core, self.namespace = core, namespace
 
     def address(self, pod: str, port: int) -> str:
-        return str(tenacity.Retrying(
-            stop=tenacity.stop_after_delay(self.WAIT_S), wait=tenacity.wait_fixed(0.5), reraise=True,
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, TargetError) and "names no address" in e.message)
-        )(self._read, pod, port))
-
-    def _read(self, pod: str, port: int) -> str:
         try:
             annotations = self.core.read_namespaced_pod(pod, self.namespace).metadata.annotations or {}
         except ApiException as error:
@@ -61,10 +54,14 @@ class Annotation:
 
 
 class PortForward:
-    """A loopback listener per (pod, port); each connection to it is a port-forward stream to the pod."""
+    """A loopback listener per (pod, port); each connection to it is a port-forward stream to the pod.
+
+    Each stream gets an API client of its own: the kubernetes client opens a port-forward by swapping the
+    request function of the client it is given, which would send another thread's plain API calls (or
+    another stream's) down the websocket path."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
-        self.core, self.namespace = core, namespace
+        self.configuration, self.namespace = core.api_client.configuration, namespace
         self._listeners: dict[tuple[str, int], socket.socket] = {}
         self._lock = threading.Lock()
 
@@ -88,8 +85,9 @@ class PortForward:
 
     def _pipe(self, conn: socket.socket, pod: str, port: int) -> None:
         forward: Any = None
+        api = client.ApiClient(self.configuration)
         try:
-            forward = portforward(self.core.connect_get_namespaced_pod_portforward, pod, self.namespace,
+            forward = portforward(client.CoreV1Api(api).connect_get_namespaced_pod_portforward, pod, self.namespace,
                                   ports=str(port))
             remote = forward.socket(port)
             remote.setblocking(True)
@@ -100,6 +98,7 @@ class PortForward:
             conn.close()
             if forward is not None:
                 forward.close()
+            api.close()
 
     def close(self) -> None:
         with self._lock:

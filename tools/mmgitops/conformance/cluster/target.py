@@ -48,7 +48,8 @@ class ClusterTarget:
         self._channels: dict[str, grpc.Channel] = {}
         self._inference: dict[str, clients.Inference] = {}
         self._pods: tuple[float, list[str]] = (0.0, [])
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._serving_pods: set[str] = set()
         self._metrics_scheme: dict[str, str] = {}
 
     # ---- setup ------------------------------------------------------------------------------
@@ -62,12 +63,12 @@ class ClusterTarget:
             raise ToolError(f"cannot create ServingRuntime {s.namespace}/{self.runtime}: {reason(error)}") from None
         placeholder = f"{self.runtime}-up"
         self._create_isvc(placeholder, s.samples[0])
-        s.progress(f"waiting for {self.replicas} ready pod(s) of runtime {self.runtime}")
+        s.progress(f"waiting for {self.replicas} serving pod(s) of runtime {self.runtime}")
         deadline = time.monotonic() + POD_WAIT_S
         while len(self._ready_pods()) < self.replicas:
             if time.monotonic() > deadline:
                 raise ToolError(f"ServingRuntime {s.namespace}/{self.runtime}: {len(self._ready_pods())} of "
-                                f"{self.replicas} pods ready after {POD_WAIT_S:.0f} s")
+                                f"{self.replicas} pods ready and serving after {POD_WAIT_S:.0f} s")
             time.sleep(1)
         self.undeploy(placeholder)
 
@@ -88,7 +89,22 @@ class ClusterTarget:
         return [p for p in listed if p.metadata.name.startswith(prefix) and p.metadata.deletion_timestamp is None]
 
     def _ready_pods(self) -> list[str]:
-        return sorted(p.metadata.name for p in self._runtime_pods() if pod_ready(p))
+        """Pods that are Ready and whose mesh answers ServerReady through the resolver: where a pod turns
+        Ready before its ModelMesh listens (kwok's pods do), requests must not be sent to it yet."""
+        return [name for name in sorted(p.metadata.name for p in self._runtime_pods() if pod_ready(p))
+                if self._serving(name)]
+
+    def _serving(self, pod: str) -> bool:
+        if pod in self._serving_pods:
+            return True
+        try:
+            if self._inference_of(pod).ready(timeout_s=2):
+                self._serving_pods.add(pod)
+                return True
+        except TargetError:
+            pass
+        self._drop(pod)  # a fresh channel next time: a failed one backs off for up to minutes
+        return False
 
     def _pod(self, pod: str | None) -> str:
         """The pod named, or any ready one; a runtime ModelMesh scaled to zero comes back once a model needs it."""
@@ -107,6 +123,18 @@ class ClusterTarget:
                 self._channels[pod] = grpc.insecure_channel(self.resolver.address(pod, PORTS["grpc"]))
                 self._inference[pod] = clients.Inference(self._channels[pod])
             return self._channels[pod]
+
+    def _inference_of(self, pod: str) -> clients.Inference:
+        self._channel(pod)
+        return self._inference[pod]
+
+    def _drop(self, pod: str) -> None:
+        with self._lock:
+            channel = self._channels.pop(pod, None)
+            self._inference.pop(pod, None)
+            self._serving_pods.discard(pod)
+        if channel is not None:
+            channel.close()
 
     def _management(self, pod: str | None = None) -> clients.Management:
         return clients.Management(self._channel(self._pod(pod)))
@@ -176,26 +204,26 @@ class ClusterTarget:
 
     # ---- requests ---------------------------------------------------------------------------
     def infer(self, name: str, pod: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> InferResult:
-        chosen = self._pod(pod)
-        self._channel(chosen)
-        return self._inference[chosen].infer(name, headers)
+        return self._inference_of(self._pod(pod)).infer(name, headers)
 
     def infer_rest(self, name: str, pod: str | None = None) -> InferResult:
         return clients.Rest(f"http://{self.resolver.address(self._pod(pod), PORTS['rest'])}").infer(name)
 
     def metrics(self, pod: str) -> dict[str, Any]:
-        """Metrics are https by default (model-serving-config metrics.scheme) with the pod's own certificate."""
+        """Metrics are https by default (model-serving-config metrics.scheme) with the pod's own certificate;
+        the scheme that answers first is kept for the pod."""
         address = self.resolver.address(pod, PORTS["metrics"])
-        for scheme in [self._metrics_scheme.get(pod, "https"), "http"]:
+        schemes = [self._metrics_scheme[pod]] if pod in self._metrics_scheme else ["https", "http"]
+        failures = []
+        for scheme in schemes:
             try:
                 found = clients.scrape(f"{scheme}://{address}/metrics", verify=False)
-            except requests.exceptions.SSLError:
-                continue
             except requests.RequestException as error:
-                raise TargetError("UNAVAILABLE", f"pod {pod} metrics: {error}") from None
+                failures.append(f"{scheme}: {error}")
+                continue
             self._metrics_scheme[pod] = scheme
             return found
-        raise TargetError("UNAVAILABLE", f"pod {pod} metrics: neither https nor http answered")
+        raise TargetError("UNAVAILABLE", f"pod {pod} metrics: {'; '.join(failures)}")
 
     def capacity_models(self, pod: str) -> int | None:
         capacity = clients.metric_value(self.metrics(pod), "modelmesh_instance_capacity_bytes")
@@ -210,10 +238,7 @@ class ClusterTarget:
             raise TargetError("INTERNAL", f"pod {s.namespace}/{pod}: {reason(error)}") from None
         with self._lock:
             self._pods = (0.0, [])
-            channel = self._channels.pop(pod, None)
-            self._inference.pop(pod, None)
-        if channel is not None:
-            channel.close()
+        self._drop(pod)
 
     # ---- readiness --------------------------------------------------------------------------
     def platform(self) -> Platform:

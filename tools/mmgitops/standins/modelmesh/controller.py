@@ -32,6 +32,7 @@ NAMESPACE_LABEL = "modelmesh-enabled=true"
 MODE = "serving.kserve.io/deploymentMode"
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
+PORT_FORWARD = ("kwok.x-k8s.io", "v1alpha1", "portforwards")
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,9 @@ class Controller:
                                             serving.min_churn_age_ms(settings.load_timeout_ms), storage_dir)
             if self.fleet.poll(instance):
                 ready.setdefault(runtime, instance)
+                # The annotation goes last: it marks the pod as reachable both ways.
                 if (pod.metadata.annotations or {}).get(ENDPOINTS_ANNOTATION) != json.dumps(instance.endpoints()):
+                    _ensure_port_forward(kube, pod, instance)
                     kube.core.patch_namespaced_pod(name, ns, {"metadata": {"annotations": {
                         ENDPOINTS_ANNOTATION: json.dumps(instance.endpoints())}}})
             elif instance.failed:
@@ -218,6 +221,26 @@ class Controller:
             + [status.Copy(c.location, name_of(c.copyStatus)) for c in target.modelCopyInfos
                if found.targetModelId != found.activeModelId],
             errors=[*active.errors, *target.errors])
+
+
+def _ensure_port_forward(kube: Kube, pod: Any, instance: Instance) -> None:
+    """kwok's PortForward for the pod: `kubectl port-forward` (and the suite's default resolver) then reach the
+    instance through the real API server, as on a real cluster. Owned by the pod, so it goes with it."""
+    meta = pod.metadata
+    body = {"apiVersion": f"{PORT_FORWARD[0]}/{PORT_FORWARD[1]}", "kind": "PortForward",
+            "metadata": {"name": meta.name, "namespace": meta.namespace, "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Pod", "name": meta.name, "uid": meta.uid}]},
+            "spec": {"forwards": [{"ports": [int(port)], "target": {"address": address.rsplit(":", 1)[0],
+                                                                    "port": int(address.rsplit(":", 1)[1])}}
+                                  for port, address in instance.endpoints().items()]}}
+    try:
+        kube.custom.create_namespaced_custom_object(*PORT_FORWARD[:2], meta.namespace, PORT_FORWARD[2], body)
+    except ApiException as error:
+        if error.status == 409:
+            kube.custom.patch_namespaced_custom_object(*PORT_FORWARD[:2], meta.namespace, PORT_FORWARD[2],
+                                                       meta.name, {"spec": body["spec"]})
+        elif error.status != 404:  # 404: a cluster started without kwok's PortForward CRD
+            raise
 
 
 def _model_info(isvc: dict[str, Any]) -> tuple[str, str, str]:
