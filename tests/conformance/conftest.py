@@ -168,10 +168,12 @@ def cluster_session(request: pytest.FixtureRequest, run_id: str) -> Iterator[Any
         opened = session.Session(api, run_id, Path(str(storage_config)), str(key or next(iter(entries))),
                                  progress(config))
         opened.open()
-    except ToolError as error:
+    except BaseException as error:  # Ctrl-C included: what open() made so far is removed
         if opened is not None:
             opened.close()
-        pytest.exit(str(error), returncode=2)
+        if isinstance(error, ToolError):
+            pytest.exit(str(error), returncode=2)
+        raise
     try:
         yield opened
     finally:

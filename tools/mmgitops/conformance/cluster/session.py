@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -73,8 +74,12 @@ class Session:
             f"secret {self.namespace}/{objects.STORAGE_SECRET}")
         self.progress(f"staging {SAMPLES} sample models in s3://{self.entry.bucket}/{self._prefix()}/")
         with tempfile.TemporaryDirectory(prefix="mmconf-samples-") as work:
-            staged = samples.upload(samples.train(Path(work), SAMPLES), self.entry, self.entry.bucket,
-                                    self._prefix())
+            try:
+                staged = samples.upload(samples.train(Path(work), SAMPLES), self.entry, self.entry.bucket,
+                                        self._prefix())
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+                raise ToolError(f"cannot stage the sample models in s3://{self.entry.bucket} at "
+                                f"{self.entry.endpoint_url}: {str(error).splitlines()[0]}") from None
         self.samples = [SampleRef(s.name, s.expected, str(s.s3_path), s.model_key(self.storage_key))
                         for s in staged]
 
