@@ -150,4 +150,9 @@ def test_the_runtime_deployment_carries_modelmesh_names_containers_and_the_gpu()
     assert body["spec"]["template"]["metadata"]["labels"]["modelmesh-service"] == "modelmesh-serving"
     assert [c["name"] for c in pod["containers"]] == ["mm", "rest-proxy", "mlserver", "triton-adapter"]
     assert pod["containers"][2]["resources"]["requests"]["nvidia.com/gpu"] == "1"
-    assert deployments.instance_id("modelmesh-serving-gpu-5d8f7c9b4-x7k2p", "gpu") == "5d8f7c9b4-x7k2p"
+
+
+def test_the_instance_id_is_the_last_12_characters_of_the_pod_name():
+    assert deployments.instance_id("modelmesh-serving-gpu-5d8f7c9b4-x7k2p") == "f7c9b4-x7k2p"
+    assert deployments.instance_id("modelmesh-serving-mlserver-1.x-6b9f7d5c48-q2w8z") == "7d5c48-q2w8z"
+    assert deployments.instance_id("short-pod") == "short-pod"

@@ -50,6 +50,7 @@ class ClusterTarget:
         self._pods: tuple[float, list[str]] = (0.0, [])
         self._lock = threading.RLock()
         self._serving_pods: set[str] = set()
+        self._seen_pods: set[str] = set()
         self._metrics_scheme: dict[str, str] = {}
 
     # ---- setup ------------------------------------------------------------------------------
@@ -85,8 +86,11 @@ class ClusterTarget:
 
     def _runtime_pods(self) -> list[Any]:
         prefix = f"modelmesh-serving-{self.runtime}-"
-        listed = self.session.core.list_namespaced_pod(self.session.namespace).items
-        return [p for p in listed if p.metadata.name.startswith(prefix) and p.metadata.deletion_timestamp is None]
+        listed = [p for p in self.session.core.list_namespaced_pod(self.session.namespace).items
+                  if p.metadata.name.startswith(prefix)]
+        with self._lock:
+            self._seen_pods.update(p.metadata.name for p in listed)
+        return [p for p in listed if p.metadata.deletion_timestamp is None]
 
     def _ready_pods(self) -> list[str]:
         """Pods that are Ready and whose mesh answers ServerReady through the resolver: where a pod turns
@@ -197,10 +201,19 @@ class ClusterTarget:
         return sorted(self._pod_of(copy.location) for copy in status.activeModelStatus.modelCopyInfos)
 
     def _pod_of(self, location: str) -> str:
-        """ModelMesh names a copy's location by instance id: the pod's name without its Deployment's. Mapped
-        by name, not by lookup, so a copy on a pod that is already gone still names that pod."""
-        prefix = f"modelmesh-serving-{self.runtime}-"
-        return location if location.startswith(prefix) else prefix + location
+        """ModelMesh names a copy's location by instance id, the last 12 characters of the pod's name. Matched
+        against every runtime pod this run has seen, so a copy on a pod that is already gone still names it;
+        an id no pod ends with is returned as it is."""
+        pod = self._seen_pod_ending(location)
+        if pod is None:
+            self._runtime_pods()  # a pod that started since the last listing
+            pod = self._seen_pod_ending(location)
+        return pod or location
+
+    def _seen_pod_ending(self, instance_id: str) -> str | None:
+        with self._lock:
+            matches = [pod for pod in self._seen_pods if pod.endswith(instance_id)]
+        return matches[0] if len(matches) == 1 else None
 
     # ---- requests ---------------------------------------------------------------------------
     def infer(self, name: str, pod: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> InferResult:

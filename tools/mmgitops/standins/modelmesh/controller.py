@@ -163,7 +163,7 @@ class Controller:
             instance = self.fleet.instances.get((ns, name))
             if instance is None:
                 settings = config.runtime_settings(runtimes[runtime], serving)
-                instance = self.fleet.start(ns, name, runtime, deployments.instance_id(name, runtime), settings,
+                instance = self.fleet.start(ns, name, runtime, deployments.instance_id(name), settings,
                                             serving.min_churn_age_ms(settings.load_timeout_ms), storage_dir)
             if self.fleet.poll(instance):
                 ready.setdefault(runtime, instance)

@@ -20,10 +20,13 @@ def deployment_name(runtime: str) -> str:
     return f"{SERVICE}-{runtime}"
 
 
-def instance_id(pod_name: str, runtime: str) -> str:
-    """ModelMesh's instance id for a runtime pod: its name without the Deployment's, i.e. `<hash>-<suffix>`."""
-    prefix = f"{deployment_name(runtime)}-"
-    return pod_name[len(prefix):] if pod_name.startswith(prefix) else pod_name
+INSTANCE_ID_CHARS = 12
+
+
+def instance_id(pod_name: str) -> str:
+    """ModelMesh's instance id for a runtime pod: the last 12 characters of its name, as ModelMesh's start
+    script derives it from the downward API. It is short because every copy in the registry names it."""
+    return pod_name[-INSTANCE_ID_CHARS:]
 
 
 def deployment(namespace: str, runtime: dict[str, Any], replicas: int, server_type: str) -> dict[str, Any]:
