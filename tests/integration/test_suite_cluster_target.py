@@ -52,8 +52,8 @@ def api(cluster: dict) -> client.ApiClient:
     return config.new_client_from_config(config_file=cluster["kubeconfig"])
 
 
-def staged(s3: storage.S3Server) -> list[str]:
-    listed = storage.s3_client(s3.entry()).list_objects_v2(Bucket="conformance", Prefix=f"{session.S3_PREFIX}/{RUN}/")
+def staged(s3: storage.S3Server, run: str = RUN) -> list[str]:
+    listed = storage.s3_client(s3.entry()).list_objects_v2(Bucket="conformance", Prefix=session.sample_prefix(run))
     return sorted(item["Key"] for item in listed.get("Contents", []))
 
 
@@ -133,11 +133,19 @@ def gone_or_terminating(core: client.CoreV1Api, name: str) -> None:
     assert ns.status.phase == "Terminating"
 
 
-def labelled_namespace(core: client.CoreV1Api, name: str, runner: str | None) -> None:
+def labelled_namespace(core: client.CoreV1Api, name: str, runner: str | None, **annotations: str) -> None:
     metadata: dict = {"name": name, "labels": {objects.RUN_LABEL: name[-6:]} if runner is not None else {}}
     if runner:
-        metadata["annotations"] = {objects.RUNNER_ANNOTATION: runner}
+        metadata["annotations"] = {objects.RUNNER_ANNOTATION: runner, **annotations}
     core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
+
+
+def cleanup(cluster: dict, cluster_env: dict, tmp_path: Path) -> list[str]:
+    # An empty pytest temp root: this session's own local meshes are not what these tests look at.
+    env = {**cluster_env, "PYTEST_DEBUG_TEMPROOT": str(tmp_path)}
+    run = mmgitops("conform", "cleanup", "--kubeconfig", cluster["kubeconfig"], env=env)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
 
 
 def test_cleanup_removes_only_namespaces_the_suite_labelled_and_no_live_run_owns(cluster, cluster_env, opened,
@@ -145,14 +153,38 @@ def test_cleanup_removes_only_namespaces_the_suite_labelled_and_no_live_run_owns
     core = client.CoreV1Api(api(cluster))
     labelled_namespace(core, "mmconf-dead01", "other-host:1")
     labelled_namespace(core, "mmconf-user01", None)  # a user's namespace, named alike but unlabelled
-    # An empty pytest temp root: this session's own local meshes are not what this test looks at.
-    env = {**cluster_env, "PYTEST_DEBUG_TEMPROOT": str(tmp_path)}
-    run = mmgitops("conform", "cleanup", "--kubeconfig", cluster["kubeconfig"], env=env)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines() == [
+    assert cleanup(cluster, cluster_env, tmp_path) == [
         "removed namespace mmconf-dead01",
         f"kept namespace {opened.namespace}: a running suite owns it (pid {os.getpid()})"]
     gone_or_terminating(core, "mmconf-dead01")
     assert core.read_namespace("mmconf-user01").status.phase == "Active"
     assert core.read_namespace(opened.namespace).status.phase == "Active"
     core.delete_namespace("mmconf-user01")
+
+
+def test_cleanup_removes_the_samples_a_killed_run_staged_and_no_others(cluster, cluster_env, opened, s3,
+                                                                         storage_config, tmp_path):
+    killed = session.Session(session.api_client(cluster["kubeconfig"]), "dead02", storage_config, "localS3")
+    killed.open()
+    # As if its process had died: the runner annotation names no live process here.
+    killed.core.patch_namespace(killed.namespace, {"metadata": {"annotations": {
+        objects.RUNNER_ANNOTATION: "other-host:1"}}})
+    samples, live_samples = staged(s3, "dead02"), staged(s3)
+    assert samples and live_samples
+    lines = cleanup(cluster, cluster_env, tmp_path)
+    assert lines[:2] == [f"removed {len(samples)} sample objects from s3://conformance/{session.sample_prefix('dead02')}",
+                         "removed namespace mmconf-dead02"]
+    assert staged(s3, "dead02") == []
+    assert staged(s3) == live_samples
+    gone_or_terminating(killed.core, "mmconf-dead02")
+
+
+def test_cleanup_names_the_samples_it_cannot_remove_and_still_removes_the_namespace(cluster, cluster_env, opened,
+                                                                                     tmp_path):
+    core = client.CoreV1Api(api(cluster))
+    labelled_namespace(core, "mmconf-dead03", "other-host:1", **{objects.SAMPLES_ANNOTATION: "localS3"})
+    lines = cleanup(cluster, cluster_env, tmp_path)
+    assert lines[:1] == ["removed namespace mmconf-dead03"]
+    assert ("left the samples of namespace mmconf-dead03 (storage 'localS3', prefix mmgitops-conformance/dead03/): "
+            "cannot read secret mmconf-dead03/storage-config: 404 Not Found") in lines
+    gone_or_terminating(core, "mmconf-dead03")

@@ -134,7 +134,8 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
     rep = co_sub.add_parser("report", help="re-render DIR/report.html from DIR/results.json")
     rep.add_argument("dir", type=Path, metavar="DIR")
     clean = co_sub.add_parser("cleanup", help="remove what interrupted runs left: local meshes named conf-<hex>, "
-                              "and with --kubeconfig/--context the cluster namespaces labelled by the suite")
+                              "and with --kubeconfig/--context the cluster namespaces labelled by the suite "
+                              "and the sample models their runs staged in S3")
     clean.add_argument("--kubeconfig", dest="cleanup_kubeconfig", metavar="FILE")
     clean.add_argument("--context", dest="cleanup_context", metavar="NAME")
 
@@ -383,11 +384,11 @@ def cmd_conform(args: argparse.Namespace) -> int:
                       "only leftover local meshes are cleaned up", markup=False, highlight=False)
         removed, kept = run.cleanup()
         if args.cleanup_kubeconfig or args.cleanup_context or args.kubeconfig or args.context:
-            from mmgitops.conformance.cluster import session
+            from mmgitops.conformance.cluster import leftovers, session
 
             api = session.api_client(args.cleanup_kubeconfig or args.kubeconfig,
                                      args.cleanup_context or args.context)
-            more_removed, more_kept = session.cleanup(api)
+            more_removed, more_kept = leftovers.cleanup(api)
             removed, kept = removed + more_removed, kept + more_kept
         print("\n".join([*removed, *kept]) if removed or kept else "nothing to clean up")
         return EXIT_OK

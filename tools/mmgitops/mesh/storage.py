@@ -78,7 +78,7 @@ def load_config(source: Path) -> dict[str, StorageEntry]:
         raise ToolError(f"{source}: storage config not found")
     if not raw:
         raise ToolError(f"{source}: no storage entries")
-    return {key: _entry(where, key, value) for key, (where, value) in raw.items()}
+    return {key: parse_entry(where, key, value) for key, (where, value) in raw.items()}
 
 
 def write_config(path: Path, entries: Mapping[str, StorageEntry]) -> Path:
@@ -119,7 +119,8 @@ def _kind(value: Any) -> str:
         type(value), "a number")
 
 
-def _entry(where: str, key: str, value: Any) -> StorageEntry:
+def parse_entry(where: str, key: str, value: Any) -> StorageEntry:
+    """One storage: a JSON object, or its text as a storage-config Secret holds it; `where` names the source."""
     if isinstance(value, str):  # Secret data: the value is itself JSON text
         value = _read_json(where, value, key)
     if not isinstance(value, dict):

@@ -18,6 +18,8 @@ from mmgitops.yamlio import load_all
 
 RUN_LABEL = "mmgitops.io/conformance-run"
 RUNNER_ANNOTATION = "mmgitops.io/conformance-runner"  # HOST:PID of the suite that owns the namespace
+# The key in the run's storage Secret of the storage its samples were staged in, for cleanup after a kill.
+SAMPLES_ANNOTATION = "mmgitops.io/conformance-samples"
 NAMESPACE_PREFIX = "mmconf-"
 STORAGE_SECRET = "storage-config"  # model-serving-config's storageSecretName default
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
@@ -39,11 +41,11 @@ def _meta(name: str, run_id: str, namespace: str | None = None, **extra: Any) ->
     return meta
 
 
-def namespace(run_id: str, runner: str) -> dict[str, Any]:
+def namespace(run_id: str, runner: str, storage_key: str) -> dict[str, Any]:
     # modelmesh-enabled: RHOAI's modelmesh-controller serves only namespaces that carry it.
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": _meta(namespace_name(run_id), run_id, labels={"modelmesh-enabled": "true"},
-                              annotations={RUNNER_ANNOTATION: runner})}
+                              annotations={RUNNER_ANNOTATION: runner, SAMPLES_ANNOTATION: storage_key})}
 
 
 def storage_secret(run_id: str, entries: dict[str, dict[str, str]]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from mmgitops import procs
 from mmgitops.conformance.cluster import objects
 from mmgitops.conformance.target import SampleRef
 from mmgitops.errors import ToolError
@@ -67,7 +66,7 @@ class Session:
 
     def open(self) -> None:
         self.progress(f"creating namespace {self.namespace}")
-        _create(lambda: self.core.create_namespace(objects.namespace(self.run_id, runner())),
+        _create(lambda: self.core.create_namespace(objects.namespace(self.run_id, runner(), self.storage_key)),
                 f"namespace {self.namespace}")
         _create(lambda: self.core.create_namespaced_secret(
             self.namespace, objects.storage_secret(self.run_id, {k: e.to_json() for k, e in self.entries.items()})),
@@ -84,7 +83,7 @@ class Session:
                         for s in staged]
 
     def _prefix(self) -> str:
-        return f"{S3_PREFIX}/{self.run_id}"
+        return sample_prefix(self.run_id).rstrip("/")
 
     def close(self) -> list[str]:
         """Remove what open() made; returns a line per part it could not remove."""
@@ -95,13 +94,25 @@ class Session:
             if error.status != 404:
                 failures.append(f"namespace {self.namespace}: {error.reason}")
         try:
-            s3 = storage.s3_client(self.entry)
-            listed = s3.list_objects_v2(Bucket=self.entry.bucket, Prefix=f"{self._prefix()}/")
-            for item in listed.get("Contents", []):
-                s3.delete_object(Bucket=self.entry.bucket, Key=item["Key"])
+            remove_samples(self.entry, self.run_id)
         except Exception as error:  # teardown reports what is left instead of stopping
             failures.append(f"s3://{self.entry.bucket}/{self._prefix()}/: {error}")
         return failures
+
+
+def sample_prefix(run_id: str) -> str:
+    return f"{S3_PREFIX}/{run_id}/"
+
+
+def remove_samples(entry: storage.StorageEntry, run_id: str) -> int:
+    """Delete the sample models a run staged; returns how many objects went."""
+    s3 = storage.s3_client(entry)
+    removed = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=entry.bucket, Prefix=sample_prefix(run_id)):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=entry.bucket, Key=item["Key"])
+            removed += 1
+    return removed
 
 
 def _create(make: Callable[[], Any], what: str) -> None:
@@ -109,27 +120,3 @@ def _create(make: Callable[[], Any], what: str) -> None:
         make()
     except ApiException as error:
         raise ToolError(f"cannot create {what}: {error.status} {error.reason}") from None
-
-
-def leftovers(api: client.ApiClient) -> tuple[list[str], list[str]]:
-    """Namespaces earlier runs left (labelled by the suite), and lines about those a live run still owns."""
-    core = client.CoreV1Api(api)
-    found, busy = [], []
-    for ns in core.list_namespace(label_selector=objects.RUN_LABEL).items:
-        if ns.status and ns.status.phase == "Terminating":
-            continue
-        host, _, pid = ((ns.metadata.annotations or {}).get(objects.RUNNER_ANNOTATION, "")).rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and procs.alive(int(pid)):
-            busy.append(f"kept namespace {ns.metadata.name}: a running suite owns it (pid {pid})")
-        else:
-            found.append(ns.metadata.name)
-    return found, busy
-
-
-def cleanup(api: client.ApiClient) -> tuple[list[str], list[str]]:
-    """Delete the namespaces earlier runs left: (removed, kept), a line per namespace."""
-    core = client.CoreV1Api(api)
-    found, busy = leftovers(api)
-    for name in found:
-        core.delete_namespace(name, propagation_policy="Background")
-    return [f"removed namespace {name}" for name in found], busy
