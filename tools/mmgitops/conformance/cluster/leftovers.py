@@ -42,34 +42,35 @@ def cleanup(api: client.ApiClient) -> tuple[list[str], list[str]]:
     found, kept = leftovers(api)
     removed = []
     for ns in found:
-        line = _remove_samples_of(core, ns)
+        done, line = _remove_samples_of(core, ns)
         if line:
-            (removed if line.startswith("removed") else kept).append(line)
+            (removed if done else kept).append(line)
         # The namespace goes even when its samples could not: the line above names what is left in S3.
         core.delete_namespace(ns.metadata.name, propagation_policy="Background")
         removed.append(f"removed namespace {ns.metadata.name}")
     return removed, kept
 
 
-def _remove_samples_of(core: client.CoreV1Api, ns: client.V1Namespace) -> str | None:
+def _remove_samples_of(core: client.CoreV1Api, ns: client.V1Namespace) -> tuple[bool, str | None]:
+    """(whether the samples are gone, a line saying what happened or None when the run recorded none)."""
     name, run_id = ns.metadata.name, (ns.metadata.labels or {}).get(objects.RUN_LABEL, "")
     key = (ns.metadata.annotations or {}).get(objects.SAMPLES_ANNOTATION)
     if not key or not run_id:
-        return None  # a run that recorded no storage: nothing of it is known to be in S3
+        return True, None  # a run that recorded no storage: nothing of it is known to be in S3
     where = f"secret {name}/{objects.STORAGE_SECRET}"
     left = f"left the samples of namespace {name} (storage {key!r}, prefix {sample_prefix(run_id)})"
     try:
         data = core.read_namespaced_secret(objects.STORAGE_SECRET, name).data or {}
         if key not in data:
-            return f"{left}: {where} has no key {key!r}"
+            return False, f"{left}: {where} has no key {key!r}"
         entry = storage.parse_entry(where, key, base64.b64decode(data[key]).decode("utf-8"))
         count = remove_samples(entry, run_id)
     except ApiException as error:
-        return f"{left}: cannot read {where}: {error.status} {error.reason}"
+        return False, f"{left}: cannot read {where}: {error.status} {error.reason}"
     except (binascii.Error, UnicodeDecodeError):
-        return f"{left}: {where}: key {key!r} is not base64 of UTF-8 text"
+        return False, f"{left}: {where}: key {key!r} is not base64 of UTF-8 text"
     except ToolError as error:
-        return f"{left}: {error}"
+        return False, f"{left}: {error}"
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
-        return f"{left}: {str(error).splitlines()[0]}"
-    return f"removed {count} sample objects from s3://{entry.bucket}/{sample_prefix(run_id)}"
+        return False, f"{left}: {str(error).splitlines()[0]}"
+    return True, f"removed {count} sample objects from s3://{entry.bucket}/{sample_prefix(run_id)}"

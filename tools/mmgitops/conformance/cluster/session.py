@@ -71,19 +71,16 @@ class Session:
         _create(lambda: self.core.create_namespaced_secret(
             self.namespace, objects.storage_secret(self.run_id, {k: e.to_json() for k, e in self.entries.items()})),
             f"secret {self.namespace}/{objects.STORAGE_SECRET}")
-        self.progress(f"staging {SAMPLES} sample models in s3://{self.entry.bucket}/{self._prefix()}/")
+        self.progress(f"staging {SAMPLES} sample models in s3://{self.entry.bucket}/{sample_prefix(self.run_id)}")
         with tempfile.TemporaryDirectory(prefix="mmconf-samples-") as work:
             try:
                 staged = samples.upload(samples.train(Path(work), SAMPLES), self.entry, self.entry.bucket,
-                                        self._prefix())
+                                        sample_prefix(self.run_id))
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
                 raise ToolError(f"cannot stage the sample models in s3://{self.entry.bucket} at "
                                 f"{self.entry.endpoint_url}: {str(error).splitlines()[0]}") from None
         self.samples = [SampleRef(s.name, s.expected, str(s.s3_path), s.model_key(self.storage_key))
                         for s in staged]
-
-    def _prefix(self) -> str:
-        return sample_prefix(self.run_id).rstrip("/")
 
     def close(self) -> list[str]:
         """Remove what open() made; returns a line per part it could not remove."""
@@ -96,7 +93,7 @@ class Session:
         try:
             remove_samples(self.entry, self.run_id)
         except Exception as error:  # teardown reports what is left instead of stopping
-            failures.append(f"s3://{self.entry.bucket}/{self._prefix()}/: {error}")
+            failures.append(f"s3://{self.entry.bucket}/{sample_prefix(self.run_id)}: {error}")
         return failures
 
 

@@ -14,13 +14,11 @@ POD_LABEL = "modelmesh-service"
 KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 MM_RESOURCES = {"requests": {"cpu": "300m", "memory": "448Mi"}, "limits": {"cpu": "3", "memory": "448Mi"}}
 PORTS = {"grpc": 8033, "http": 8008, "prometheus": 2112}
+INSTANCE_ID_CHARS = 12
 
 
 def deployment_name(runtime: str) -> str:
     return f"{SERVICE}-{runtime}"
-
-
-INSTANCE_ID_CHARS = 12
 
 
 def instance_id(pod_name: str) -> str:
