@@ -11,8 +11,9 @@ pod of).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,23 @@ import pytest
 import tenacity
 from mmgitops.conformance import clients, mesh_target
 from mmgitops.conformance.cluster.resolve import RESOLVERS
-from mmgitops.conformance.target import GONE, UNIT_BYTES, Deployed, SampleRef, Target
+from mmgitops.conformance.target import (
+    GONE,
+    LOADED,
+    PUBLISH_MIN_PERIOD_S,
+    PUBLISHED_WITHIN_S,
+    UNIT_BYTES,
+    Deployed,
+    SampleRef,
+    Target,
+)
 from mmgitops.errors import ToolError
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("mesh", "cluster")
-DEFAULT_CAPACITY_MODELS = 3
+# ModelMesh refuses to start a pod with room for fewer than 10 models of its default size (ModelMesh.setupMemory)
+# and keeps one of them as its unload buffer: with one-unit models, 9 is the smallest pod.
+DEFAULT_CAPACITY_MODELS = 9
 MARKERS = {
     "readiness": "conformance: the platform, the controller, the runtime pods and every InferenceService are ready",
     "routing": "conformance: requests reach the model they name, through any pod",
@@ -43,7 +55,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target", dest="conformance_target", choices=TARGETS, default="mesh",
                     help="what the conformance checks run against (default: mesh)")
     group.addoption("--endpoint", dest="conformance_endpoint", default="",
-                    help="HOST:PORT[,HOST:PORT...] of running ModelMesh pods; default: start a local mesh")
+                    help="[POD=]HOST:PORT[,...] of running ModelMesh pods (their gRPC port, 8033 on a pod; name "
+                         "each pod when there are several); needs --storage-config; default: start a local mesh")
+    group.addoption("--engine", dest="conformance_engine", choices=mesh_target.ENGINES, default="embedded",
+                    help="without --endpoint: the local mesh the suite starts, the embedded one (default) or "
+                         "reference pods built from ModelMesh's sources (mmgitops local build reference)")
+    group.addoption("--rest-port", dest="conformance_rest_port", type=int, default=mesh_target.REST_PORT,
+                    help="--endpoint: the pods' REST proxy port (default: %(default)s)")
+    group.addoption("--metrics-port", dest="conformance_metrics_port", type=int, default=mesh_target.METRICS_PORT,
+                    help="--endpoint: the pods' metrics port, https or http (default: %(default)s)")
+    group.addoption("--probe-port", dest="conformance_probe_port", type=int, default=mesh_target.PROBE_PORT,
+                    help="--endpoint: the pods' probe port, with /ready (default: %(default)s)")
+    group.addoption("--kill-command", dest="conformance_kill_command", default="",
+                    help="--endpoint: a shell command that kills a pod abruptly, with {pod}, {instance}, {host} "
+                         "and {port} filled in; without it the resilience checks are skipped")
     group.addoption("--min-churn-age-ms", dest="conformance_churn_ms", type=int,
                     default=mesh_target.EMBEDDED_CHURN_MS,
                     help="the endpoints' minChurnAgeMs (the embedded mesh uses %(default)s)")
@@ -56,17 +81,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default=DEFAULT_PACKING_MODELS,
                     help="how many InferenceServices the packing check puts on the GPU pod (default: %(default)s)")
     group.addoption("--gpu-endpoint", dest="conformance_gpu_endpoint", default="",
-                    help="HOST:PORT of the one pod of a single-replica GPU runtime, for the packing check "
+                    help="[POD=]HOST:PORT of the one pod of a single-replica GPU runtime, for the packing check "
                          "with --endpoint; default without --endpoint: start a one-instance local mesh")
     group.addoption("--kubeconfig", dest="conformance_kubeconfig", default=None,
                     help="--target cluster: the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
     group.addoption("--context", dest="conformance_context", default=None,
                     help="--target cluster: the kubeconfig context (default: its current context)")
     group.addoption("--storage-config", dest="conformance_storage_config", default=None,
-                    help="--target cluster: a storage-config JSON file (key -> S3 storage) the cluster's runtime "
-                         "pods can pull from; the suite stages its sample models there")
+                    help="--target cluster or --endpoint: a storage-config JSON file (key -> S3 storage) the "
+                         "runtime pods can pull from; the suite stages its sample models there")
     group.addoption("--storage-key", dest="conformance_storage_key", default=None,
-                    help="--target cluster: which storage of --storage-config to use (default: the only one)")
+                    help="which storage of --storage-config to use (default: the only one)")
     group.addoption("--resolver", dest="conformance_resolver", choices=RESOLVERS, default="port-forward",
                     help="--target cluster: how runtime pods are reached (default: %(default)s; `annotation` is "
                          "for the local cluster's stand-in controller)")
@@ -106,18 +131,58 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         return
     endpoint = str(_option(request.config, "conformance_endpoint", "") or "")
     if endpoint:
-        with given_endpoints(request.config, endpoint) as chosen:
+        with given_endpoints(request, endpoint) as chosen:
             yield chosen
         return
-    with mesh_target.local_mesh(tmp_path_factory.mktemp("conformance-mesh"), f"conf-{run_id}") as embedded:
+    with local_mesh(request.config, tmp_path_factory.mktemp("conformance-mesh"), f"conf-{run_id}") as embedded:
         yield embedded
 
 
+def local_mesh(config: pytest.Config, state_root: Path, name: str,
+               flags: Sequence[str] = mesh_target.EMBEDDED_FLAGS) -> AbstractContextManager[Target]:
+    """A local mesh of the engine the run asked for, stopped at the end."""
+    return mesh_target.local_mesh(state_root, name, flags,
+                                  engine=str(_option(config, "conformance_engine", "embedded")))
+
+
+@pytest.fixture(scope="session")
+def given_samples(request: pytest.FixtureRequest, run_id: str) -> Iterator[list[SampleRef]]:
+    """--endpoint: the sample models, staged in --storage-config's storage under the run's prefix and removed at
+    the end (also after a failure)."""
+    from mmgitops.conformance import staging
+
+    config = request.config
+    storage_config = option(config, "conformance_storage_config", None)
+    if not storage_config:
+        pytest.exit("--endpoint needs --storage-config FILE: an S3 storage the pods can pull from", returncode=2)
+    try:
+        key, entry = staging.choose(Path(str(storage_config)), option(config, "conformance_storage_key", None))
+        staged = staging.stage(entry, key, run_id, progress(config))
+    except ToolError as error:
+        pytest.exit(str(error), returncode=2)
+    try:
+        yield staged
+    finally:
+        staging.remove(entry, run_id)
+
+
 @contextmanager
-def given_endpoints(config: pytest.Config, endpoints: str) -> Iterator[Target]:
-    """A target of running pods named HOST:PORT[,HOST:PORT...], with the churn age the user gave for them."""
+def given_endpoints(request: pytest.FixtureRequest, endpoints: str) -> Iterator[Target]:
+    """A target of running pods named [POD=]HOST:PORT[,...], with the churn age the user gave for them."""
+    config = request.config
+    try:
+        pods = mesh_target.given_pods(endpoints, *(int(str(option(config, f"conformance_{port}_port", default)))
+                                                   for port, default in (("rest", mesh_target.REST_PORT),
+                                                                         ("metrics", mesh_target.METRICS_PORT),
+                                                                         ("probe", mesh_target.PROBE_PORT))))
+    except ToolError as error:
+        pytest.exit(str(error), returncode=2)
+    unreachable = mesh_target.unreachable(pods)
+    if unreachable:
+        pytest.exit(f"--endpoint: nothing answers at {', '.join(unreachable)}", returncode=2)
     churn_ms = int(str(_option(config, "conformance_churn_ms", mesh_target.EMBEDDED_CHURN_MS)))
-    chosen = mesh_target.from_endpoints([e.strip() for e in endpoints.split(",") if e.strip()], churn_ms)
+    chosen = mesh_target.MeshTarget(pods, request.getfixturevalue("given_samples"), churn_ms,
+                                    str(option(config, "conformance_kill_command", "") or ""))
     try:
         yield chosen
     finally:
@@ -215,7 +280,7 @@ def gpu_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     gpu_endpoint = str(_option(request.config, "conformance_gpu_endpoint", "") or "")
     models = int(str(_option(request.config, "conformance_packing_models", DEFAULT_PACKING_MODELS)))
     if gpu_endpoint:
-        with given_endpoints(request.config, gpu_endpoint) as chosen:
+        with given_endpoints(request, gpu_endpoint) as chosen:
             yield chosen
         return
     if cluster_mode(request.config):
@@ -225,7 +290,7 @@ def gpu_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         pytest.skip("no single-replica GPU runtime: --endpoint names the pods of one runtime; pass --gpu-endpoint "
                     "HOST:PORT of the GPU runtime's pod to run the packing check")
     flags = ("--instances", "1", "--capacity", str((models + 4) * UNIT_BYTES), "--samples", "6", "--no-register")
-    with mesh_target.local_mesh(tmp_path_factory.mktemp("gpu-mesh"), f"gpu-{run_id}", flags) as embedded:
+    with local_mesh(request.config, tmp_path_factory.mktemp("gpu-mesh"), f"gpu-{run_id}", flags) as embedded:
         yield embedded
 
 
@@ -300,6 +365,22 @@ def distinct_samples(target: Target, count: int) -> list[SampleRef]:
     return list(by_answer.values())[:count]
 
 
+def deploy_paced(deployments: Deployments, named: list[tuple[str, SampleRef]]) -> list[Deployed]:
+    """Deploy one model at a time, each Loaded before the next, and each load starting at least
+    PUBLISH_MIN_PERIOD_S after the one before. A load queued on a pod publishes the pod's instance record unless
+    the pod published less than that ago (ModelMesh.publishInstanceRecord), and other pods place new copies by
+    those records (CacheMissForwardingLB.getNext): paced, every placement sees where the models already are, and
+    no load lands on a pod that is full while another has room. Unpaced, a fill can overflow one pod and evict
+    models that were loaded but never used, which ModelMesh ranks as used an hour ago (LASTUSED_AGE_ON_ADD_MS)."""
+    made = []
+    for name, sample in named:
+        started = time.monotonic()
+        made.append(deployments.deploy(name, sample))
+        wait_for_state(deployments.target, made[-1].name, LOADED)
+        time.sleep(max(0.0, started + PUBLISH_MIN_PERIOD_S + 0.2 - time.monotonic()))
+    return made
+
+
 def pod_value(target: Target, pod: str, name: str) -> float:
     value = clients.metric_value(target.metrics(pod), name)
     assert value is not None, f"pod {pod} does not report {name}"
@@ -319,12 +400,22 @@ def room_per_pod(target: Target) -> dict[str, int]:
     return {pod: int(k or 0) for pod, k in room.items()}
 
 
-def wait_until_empty(target: Target, room: dict[str, int]) -> None:
-    """A fill counts on empty pods: models another group undeployed are unloaded asynchronously."""
-    def used() -> dict[str, float]:
-        return {pod: pod_value(target, pod, "modelmesh_instance_used_bytes") for pod in room}
+def wait_for_gauges(target: Target, pods: list[str], name: str, wanted: Callable[[float], bool], what: str,
+                    timeout_s: float = PUBLISHED_WITHIN_S) -> dict[str, float]:
+    """Poll a per-pod gauge until every pod's value is `wanted`. ModelMesh's modelmesh_instance_* gauges show
+    the pod's last published instance record, republished by a periodic task (INSTANCE_REC_PUBLISH_FREQ_MS) when
+    the change is large enough: a pod emptied or filled shows within PUBLISHED_WITHIN_S, not at once."""
+    def values() -> dict[str, float]:
+        return {pod: pod_value(target, pod, name) for pod in pods}
     try:
-        tenacity.Retrying(stop=tenacity.stop_after_delay(15), wait=tenacity.wait_fixed(0.2),
-                          retry=tenacity.retry_if_result(lambda u: any(u.values())))(used)
+        return tenacity.Retrying(stop=tenacity.stop_after_delay(timeout_s), wait=tenacity.wait_fixed(0.5),
+                                 retry=tenacity.retry_if_result(lambda v: not all(map(wanted, v.values()))))(values)
     except tenacity.RetryError as error:
-        pytest.fail(f"pods still hold models the check did not deploy (used bytes): {error.last_attempt.result()}")
+        pytest.fail(f"{name} after {timeout_s:.0f} s: {error.last_attempt.result()}; expected {what}")
+
+
+def wait_until_empty(target: Target, room: dict[str, int]) -> None:
+    """A fill counts on empty pods: models another group undeployed are unloaded asynchronously, and the pods
+    publish the change on ModelMesh's clock (see wait_for_gauges)."""
+    wait_for_gauges(target, list(room), "modelmesh_instance_used_bytes", lambda used: used == 0,
+                    "0 on every pod: pods still hold models this check did not deploy")

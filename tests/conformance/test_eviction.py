@@ -1,12 +1,17 @@
 """Eviction: a full pod makes room for a new model by evicting its least recently used one.
 
+ModelMesh keeps a pod's models in an LRU cache weighed in 8 KiB units; a load that does not fit evicts the
+least recently used entries of that pod (ModelMesh's runtimeCache, a ConcurrentLinkedHashMap in access order,
+and its eviction listener ModelMesh.onEviction), and the evicted model goes Standby.
+
 The target's pods each have room for K one-unit models (K read from `modelmesh_instance_capacity_bytes`).
-The check fills every pod, K x pods models, so that no pod has free room and the next load must evict
-wherever it lands. Which pod that is, is placement's choice (ModelMesh: the pod whose published LRU time is
-oldest, a figure that can lag behind requests), so the check does not predict it: it reads where the new
-copy went (copy_locations) and asserts ModelMesh's per-pod rule there, exactly. The fill models are used in
-a known order and the churn age is waited out, so every one may be evicted and each pod's victim is the
-first model of that pod in the use order.
+The check fills every pod, K x pods models, paced so that placement sees each load (conftest.deploy_paced),
+so that no pod has free room and the next load must evict wherever it lands. Which pod that is, is
+placement's choice (CacheMissForwardingLB: among full pods, those whose published LRU time is oldest, then at
+random), so the check does not predict it: it reads where the new copy went (copy_locations) and asserts the
+per-pod rule there, exactly. The fill models are used in a known order and the churn age
+(`tas.min_churn_age_ms`) is waited out, so every one may be evicted and each pod's victim is the first model
+of that pod in the use order.
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ import pytest
 from mmgitops.conformance import clients
 from mmgitops.conformance.target import LOADED, STANDBY, UNIT_BYTES, Deployed, Target
 
-from tests.conformance.conftest import Deployments, pod_value, room_per_pod, wait_for_state, wait_until_empty
+from tests.conformance.conftest import (
+    Deployments,
+    deploy_paced,
+    pod_value,
+    room_per_pod,
+    wait_for_state,
+    wait_until_empty,
+)
 
 pytestmark = pytest.mark.eviction
 EVICTIONS = "modelmesh_age_at_eviction_milliseconds_count"
@@ -71,10 +83,10 @@ def full_mesh(target: Target, deployments: Deployments) -> Scenario:
     wait_until_empty(target, room)
     timeline = Timeline()
     samples = target.samples()
-    fill = [deployments.deploy(f"lru-{i:02d}", samples[i % len(samples)]) for i in range(sum(room.values()))]
-    for model in fill:
-        wait_for_state(target, model.name, LOADED)
+    fill = deploy_paced(deployments, [(f"lru-{i:02d}", samples[i % len(samples)]) for i in range(sum(room.values()))])
     pod_of = {model.name: one_location(target, model) for model in fill}
+    per_pod = {pod: sum(1 for where in pod_of.values() if where == pod) for pod in room}
+    assert per_pod == room, f"the fill placed {per_pod} models per pod on pods with room for {room}"
     timeline.snapshot(target, fill)
     for model in fill:
         assert target.infer(model.name).model_id == model.model_id

@@ -1,7 +1,10 @@
 """Readiness: the platform serves ModelMesh, and every InferenceService the suite deploys reaches Loaded.
 
 Read from the Kubernetes API, field by field, as a user reads `oc get dsc,deploy,pods,isvc -o yaml`. A mesh
-target has no Kubernetes API, so there these checks are skipped with the reason.
+target has no Kubernetes API, so there these checks are skipped with the reason. Every target's pods answer
+ModelMesh's readiness probe, `GET /ready` on port 8089, which is the runtime Deployment's readinessProbe
+(modelmesh-serving config/internal/base/deployment.yaml.tmpl); ModelMesh's gRPC port has no health RPC to
+ask instead (ModelMeshApi answers ServerReady without a model header with INVALID_ARGUMENT).
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ def platform(target: Target, deployments: Deployments) -> Platform:
     for model in models:
         wait_for_state(target, model.name, LOADED)
     return target.platform()
+
+
+def test_every_pod_answers_its_readiness_probe(target):
+    pods = target.pods()
+    assert pods, "the target has no pod"
+    assert {pod: target.probe_ready(pod) for pod in pods} == {pod: True for pod in pods}
 
 
 def test_the_datasciencecluster_is_ready_with_modelmesh_serving_ready(platform):

@@ -2,8 +2,13 @@
 
 The client is the one a user would write: requests round-robin over a few models and over the pods still
 up, each retried on UNAVAILABLE, INTERNAL and DEADLINE_EXCEEDED up to 3 attempts with a short backoff. The
-killed pod is one holding a model, killed with SIGKILL (no graceful leave), so its copies vanish only when
-its registry lease expires and the mesh must load them elsewhere.
+killed pod is one holding a model, killed with SIGKILL (no graceful leave). ModelMesh routes a request to a
+copy on a pod that is still in its instance table and loads the model elsewhere when there is none
+(ModelMesh.invokeModel with its cache-hit and cache-miss load balancers); the dead pod leaves the instance
+table when its etcd session lease lapses. What the check does not assert: that the registry forgets the dead
+pod's copies. Only the leader's registry reaper prunes them, for an instance missing more than
+ASSUME_INSTANCE_GONE_AFTER_MS (10 min), every REGISTRY_REAPER_FREQ_MINS (7 min), both constants; until then
+getVModelStatus still lists the dead location. The check records whether it still did at the end.
 
 Locally the check starts a mesh of its own: killing a pod of the shared one would break every later check.
 Against --endpoint or a cluster it kills one of the target's pods, so it runs last (conftest orders it).
@@ -18,10 +23,17 @@ from dataclasses import dataclass, field
 
 import pytest
 import tenacity
-from mmgitops.conformance import mesh_target
 from mmgitops.conformance.target import LOADED, Deployed, InferResult, Target, TargetError
 
-from tests.conformance.conftest import Deployments, distinct_samples, external, tracked, wait_for_state
+from tests.conformance.conftest import (
+    Deployments,
+    distinct_samples,
+    external,
+    local_mesh,
+    option,
+    tracked,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.resilience
 MODELS = 4
@@ -93,7 +105,7 @@ def resilience_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     if external(request.config):
         yield request.getfixturevalue("target")
         return
-    with mesh_target.local_mesh(tmp_path_factory.mktemp("resilience-mesh"), f"res-{run_id}", FLAGS) as embedded:
+    with local_mesh(request.config, tmp_path_factory.mktemp("resilience-mesh"), f"res-{run_id}", FLAGS) as embedded:
         yield embedded
 
 
@@ -104,18 +116,22 @@ def resilience_deployments(resilience_target: Target, run_id: str) -> Iterator[D
 
 
 def reloaded(target: Target, models: list[Deployed], killed: str) -> dict[str, list[str]] | None:
-    """Where each model is, once every one is Loaded with no copy on the killed pod; else None."""
+    """Where each model is, once every one is Loaded with a copy on a pod other than the killed one; else None.
+    The killed pod may still be listed: see the module's docstring."""
     where = {m.name: target.copy_locations(m.name) for m in models}
-    if all(target.model_state(m.name) == LOADED and where[m.name] and killed not in where[m.name] for m in models):
+    if all(target.model_state(m.name) == LOADED and set(where[m.name]) - {killed} for m in models):
         return where
     return None
 
 
 @pytest.fixture(scope="module")
-def kill(resilience_target: Target, resilience_deployments: Deployments) -> Kill:
+def kill(request: pytest.FixtureRequest, resilience_target: Target, resilience_deployments: Deployments) -> Kill:
     target = resilience_target
     if len(target.pods()) < 2:
         pytest.skip(f"the target has {len(target.pods())} pod(s): killing one leaves none to serve")
+    config = request.config
+    if option(config, "conformance_endpoint", "") and not option(config, "conformance_kill_command", ""):
+        pytest.skip("--endpoint without --kill-command: the suite has no way to kill one of those pods")
     models = [resilience_deployments.deploy(f"res-{i}", s) for i, s in enumerate(distinct_samples(target, MODELS))]
     for model in models:
         wait_for_state(target, model.name, LOADED)
@@ -158,18 +174,22 @@ def test_every_answer_under_the_kill_comes_from_the_model_asked_for(kill):
     assert kill.load.wrong == []
 
 
-def test_the_killed_pods_models_are_loaded_again_within_60_s(kill, record):
+def test_the_killed_pods_models_get_a_copy_on_a_surviving_pod_within_60_s(kill, record):
     assert kill.affected, f"no model had a copy on the killed pod {kill.killed}"
     if kill.reloaded_after_s is not None:
         record("reloaded_after_s", round(kill.reloaded_after_s, 1), "s")
+    record("dead_copies_still_listed", sum(kill.killed in where for where in kill.locations_after.values()))
     assert kill.reloaded_after_s is not None, (
-        f"models {[m.name for m in kill.affected]} were not Loaded off pod {kill.killed} "
+        f"models {[m.name for m in kill.affected]} had no copy off pod {kill.killed} "
         f"within {RELOAD_BUDGET_S:.0f} s: {kill.locations_after}")
 
 
-def test_no_copy_is_left_on_the_killed_pod(kill):
-    assert {name: kill.killed in where for name, where in kill.locations_after.items()} == {
-        m.name: False for m in kill.models}
+def test_every_model_answers_through_every_surviving_pod(resilience_target, kill):
+    pods = resilience_target.pods()
+    assert kill.killed not in pods, f"pod {kill.killed} is still listed after its kill"
+    seen = {(pod, m.name): (r.answer, r.model_id) for pod in pods for m in kill.models
+            for r in [resilience_target.infer(m.name, pod=pod)]}
+    assert seen == {(pod, m.name): (m.sample.answer, m.model_id) for pod in pods for m in kill.models}
 
 
 def test_every_model_is_loaded_after_the_kill(resilience_target, kill):

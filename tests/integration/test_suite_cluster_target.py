@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from mmgitops.conformance import staging
 from mmgitops.conformance.cluster import objects, session
 from mmgitops.conformance.cluster.resolve import Annotation
 from mmgitops.conformance.cluster.target import ClusterTarget
@@ -53,7 +54,7 @@ def api(cluster: dict) -> client.ApiClient:
 
 
 def staged(s3: storage.S3Server, run: str = RUN) -> list[str]:
-    listed = storage.s3_client(s3.entry()).list_objects_v2(Bucket="conformance", Prefix=session.sample_prefix(run))
+    listed = storage.s3_client(s3.entry()).list_objects_v2(Bucket="conformance", Prefix=staging.sample_prefix(run))
     return sorted(item["Key"] for item in listed.get("Contents", []))
 
 
@@ -71,8 +72,8 @@ def test_the_storage_secret_names_the_staging_bucket(opened):
 
 
 def test_samples_are_staged_under_the_run_prefix(opened, s3):
-    assert staged(s3) == sorted(f"{session.S3_PREFIX}/{RUN}/{s.name}/model.joblib" for s in opened.samples)
-    assert [s.answer for s in opened.samples] == list(range(session.SAMPLES))
+    assert staged(s3) == sorted(f"{staging.S3_PREFIX}/{RUN}/{s.name}/model.joblib" for s in opened.samples)
+    assert [s.answer for s in opened.samples] == list(range(staging.SAMPLES))
 
 
 @pytest.mark.parametrize("kind", ["cpu", "gpu"])
@@ -119,7 +120,7 @@ def test_closing_the_run_removes_its_namespace_and_samples(cluster, storage_conf
     run = session.Session(session.api_client(cluster["kubeconfig"]), "0d0d0d", storage_config, "localS3")
     run.open()
     assert run.close() == []
-    listed = storage.s3_client(s3.entry()).list_objects_v2(Bucket="conformance", Prefix=f"{session.S3_PREFIX}/0d0d0d/")
+    listed = storage.s3_client(s3.entry()).list_objects_v2(Bucket="conformance", Prefix=f"{staging.S3_PREFIX}/0d0d0d/")
     assert listed.get("KeyCount") == 0
     gone_or_terminating(client.CoreV1Api(run.api), run.namespace)
 
@@ -172,7 +173,7 @@ def test_cleanup_removes_the_samples_a_killed_run_staged_and_no_others(cluster, 
     samples, live_samples = staged(s3, "dead02"), staged(s3)
     assert samples and live_samples
     lines = cleanup(cluster, cluster_env, tmp_path)
-    assert lines[:2] == [f"removed {len(samples)} sample objects from s3://conformance/{session.sample_prefix('dead02')}",
+    assert lines[:2] == [f"removed {len(samples)} sample objects from s3://conformance/{staging.sample_prefix('dead02')}",
                          "removed namespace mmconf-dead02"]
     assert staged(s3, "dead02") == []
     assert staged(s3) == live_samples

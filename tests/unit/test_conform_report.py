@@ -113,13 +113,13 @@ def test_cluster_target_without_storage_is_a_usage_error(cli):
     run = cli("conform", "--target", "cluster")
     assert run.code == 2
     assert run.err.strip() == ("mmgitops: error: --target cluster needs --storage-config FILE: an S3 storage the "
-                               "runtime pods can pull from")
+                               "pods can pull from")
 
 
 def test_cluster_flags_without_the_cluster_target_are_a_usage_error(cli):
     run = cli("conform", "--kubeconfig", "kc", "--context", "c")
     assert run.code == 2
-    assert run.err.strip() == "mmgitops: error: --kubeconfig, --context: only --target cluster uses them"
+    assert run.err.strip() == "mmgitops: error: --kubeconfig, --context: for --target cluster only"
 
 
 def _storage(tmp_path: Path, *keys: str) -> Path:
@@ -151,7 +151,42 @@ def test_unreachable_cluster_is_one_line_and_exit_2(cli, tmp_path):
 def test_bad_endpoint_is_a_usage_error(cli):
     run = cli("conform", "--endpoint", "no-port")
     assert run.code == 2
-    assert run.err.strip() == "mmgitops: error: --endpoint no-port: expected HOST:PORT[,HOST:PORT...]"
+    assert run.err.strip() == "mmgitops: error: --endpoint no-port: expected [POD=]HOST:PORT[,[POD=]HOST:PORT...]"
+
+
+def test_several_endpoints_must_name_their_pods(cli):
+    run = cli("conform", "--endpoint", "127.0.0.1:8033,127.0.0.2:8033")
+    assert run.code == 2
+    assert run.err.strip() == ("mmgitops: error: --endpoint 127.0.0.1:8033,127.0.0.2:8033: name every pod, "
+                               "POD=HOST:PORT: ModelMesh reports a copy's location by the last 12 characters of "
+                               "its pod's name")
+
+
+def test_endpoint_without_storage_is_a_usage_error(cli):
+    run = cli("conform", "--endpoint", "127.0.0.1:8033")
+    assert run.code == 2
+    assert run.err.strip() == ("mmgitops: error: --endpoint needs --storage-config FILE: an S3 storage the pods "
+                               "can pull from")
+
+
+def test_endpoint_flags_without_an_endpoint_are_a_usage_error(cli):
+    run = cli("conform", "--kill-command", "true", "--rest-port", "8080")
+    assert run.code == 2
+    assert run.err.strip() == "mmgitops: error: --rest-port, --kill-command: for --endpoint only"
+
+
+def test_a_port_out_of_range_is_a_usage_error(cli, tmp_path):
+    run = cli("conform", "--endpoint", "127.0.0.1:8033", "--storage-config", str(_storage(tmp_path, "s3")),
+              "--metrics-port", "70000")
+    assert run.code == 2
+    assert run.err.strip() == "mmgitops: error: --metrics-port 70000: not a port number"
+
+
+def test_an_unreachable_endpoint_is_one_line_and_exit_2(cli, tmp_path):
+    run = cli("conform", "--endpoint", "127.0.0.1:1", "--storage-config", str(_storage(tmp_path, "s3")))
+    assert run.code == 2
+    assert run.err.strip().splitlines()[-1] == "mmgitops: error: --endpoint: nothing answers at 127.0.0.1:1"
+    assert "Traceback" not in run.err and "error" not in run.out.lower()
 
 
 @pytest.fixture

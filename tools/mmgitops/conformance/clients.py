@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 import requests
-from mlserver.grpc import dataplane_pb2
 from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -42,12 +41,17 @@ class Inference:
             raise _error(error) from error
         return InferResult(samples.answer(response), response.model_name, (time.perf_counter() - started) * 1000)
 
-    def ready(self, timeout_s: float = 5.0) -> bool:
-        """KServe v2 ServerReady: the pod's ModelMesh is up and answering."""
-        try:
-            return bool(self.stub.ServerReady(dataplane_pb2.ServerReadyRequest(), timeout=timeout_s).ready)
-        except grpc.RpcError as error:
-            raise _error(error) from error
+
+
+def probe_ready(base_url: str, timeout_s: float = 2.0) -> bool:
+    """ModelMesh's readiness probe, `GET /ready` on the pod's probe port (8089), which the runtime Deployment
+    uses as its readinessProbe (modelmesh-serving config/internal/base/deployment.yaml.tmpl). KServe's
+    ServerReady is no health check on ModelMesh's port: without a model header it is INVALID_ARGUMENT
+    (ModelMeshApi.getModelIdsFromHeaders), and the dataplane config forwards only ModelInfer and ModelMetadata."""
+    try:
+        return requests.get(f"{base_url.rstrip('/')}/ready", timeout=timeout_s).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 class Rest:
@@ -106,6 +110,28 @@ def scrape(url: str, verify: bool = True) -> dict[str, Any]:
     response = requests.get(url, timeout=10, verify=verify)
     response.raise_for_status()
     return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+class MetricsScraper:
+    """Scrapes a pod's `/metrics` by HOST:PORT. ModelMesh serves them over https by default, with the pod's own
+    certificate (MM_METRICS `scheme`, model-serving-config `metrics.scheme`), or http: the scheme that answers
+    first is kept for the pod."""
+
+    def __init__(self) -> None:
+        self._scheme: dict[str, str] = {}
+
+    def scrape(self, pod: str, address: str) -> dict[str, Any]:
+        schemes = [self._scheme[pod]] if pod in self._scheme else ["https", "http"]
+        failures = []
+        for scheme in schemes:
+            try:
+                found = scrape(f"{scheme}://{address}/metrics", verify=False)
+            except requests.RequestException as error:
+                failures.append(f"{scheme}: {error}")
+                continue
+            self._scheme[pod] = scheme
+            return found
+        raise TargetError("UNAVAILABLE", f"pod {pod} metrics at {address}: {'; '.join(failures)}")
 
 
 def metric_value(families: dict[str, Any], sample_name: str, **labels: str) -> float | None:

@@ -1,7 +1,8 @@
 """The `mesh` target: ModelMesh pods reached by their endpoints, or a local mesh this module starts.
 
-Models are registered as ModelMesh-serving registers an InferenceService: a vmodel named after it whose
-target is a concrete model `<name>__isvc-<10 hex>`, created with the vmodel and deleted with it.
+Models are registered as modelmesh-serving registers an InferenceService (controllers/predictor_controller.go
+setVModel): a vmodel named after it whose target is a concrete model `<name>__isvc-<10 hex>`, created with the
+vmodel and deleted with it, of type `mt:<format>`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -30,32 +34,48 @@ from mmgitops.conformance.target import (
     Platform,
     SampleRef,
     TargetError,
+    model_type_label,
 )
+from mmgitops.errors import ToolError
 from mmgitops.mesh import control
 
-# One small mesh serves the whole suite: two pods with room for three one-unit models each, so that
-# eviction needs a handful of models, and a churn age short enough to wait out.
+# One small mesh serves the whole suite: two pods with the smallest capacity ModelMesh starts with at a one-unit
+# default model size (10 units, ModelMesh.setupMemory; one of them is its unload buffer), so that eviction
+# needs a handful of models, and a churn age short enough to wait out.
 EMBEDDED_CHURN_MS = 1500
-EMBEDDED_FLAGS = ("--instances", "2", "--capacity", str(3 * UNIT_BYTES), "--min-churn-age-ms", str(EMBEDDED_CHURN_MS),
-                  "--samples", "6", "--no-register")
+EMBEDDED_FLAGS = ("--instances", "2", "--capacity", str(10 * UNIT_BYTES), "--min-churn-age-ms",
+                  str(EMBEDDED_CHURN_MS), "--samples", "6", "--no-register")
+ENGINES = ("embedded", "reference")
+
+
+# ModelMesh names a pod's instance by the last 12 characters of the pod's name (its start script), and a copy's
+# location by that instance id (getVModelStatus modelCopyInfos).
+INSTANCE_ID_LENGTH = 12
+# A runtime pod's ports besides gRPC (modelmesh-serving config/internal/base/deployment.yaml.tmpl).
+REST_PORT, METRICS_PORT, PROBE_PORT = 8008, 2112, 8089
 
 
 @dataclass(frozen=True)
 class Pod:
-    id: str
+    id: str  # the instance id, as copy locations name it
     grpc: str  # HOST:PORT
     rest: str | None = None  # base URL of the REST proxy
-    metrics: str | None = None  # URL of /metrics
+    metrics: str | None = None  # URL of /metrics, or HOST:PORT whose scheme (https or http) is found by trying
+    probes: str | None = None  # base URL of the probe port (`/ready`)
     pid: int | None = None  # the leader of the pod's process group, when a local mesh state lists it
+    name: str = ""  # the pod's name as the user gave it, for --kill-command
 
 
 class MeshTarget:
-    def __init__(self, pods: Sequence[Pod], samples: Sequence[SampleRef], min_churn_age_ms: int) -> None:
+    def __init__(self, pods: Sequence[Pod], samples: Sequence[SampleRef], min_churn_age_ms: int,
+                 kill_command: str = "") -> None:
         if not pods:
             raise ValueError("a mesh target needs at least one endpoint")
         self._pods = {pod.id: pod for pod in pods}
         self._samples = list(samples)
         self.min_churn_age_ms = min_churn_age_ms
+        self.kill_command = kill_command
+        self._scraper = clients.MetricsScraper()
         self._channels = {pod.id: grpc.insecure_channel(pod.grpc) for pod in pods}
         # One stub per pod, made once: a fresh stub per request costs about 0.2 ms (`mmgitops bench conform`).
         self._inference = {pod_id: clients.Inference(channel) for pod_id, channel in self._channels.items()}
@@ -82,7 +102,8 @@ class MeshTarget:
     # ---- models -----------------------------------------------------------------------------
     def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed:
         deployed = Deployed(name, control.concrete_id(name, sample.path), sample)
-        self._management().set_vmodel(name, deployed.model_id, sample.type, sample.path, sample.key, load)
+        self._management().set_vmodel(name, deployed.model_id, model_type_label(sample), sample.path, sample.key,
+                                      load)
         self._deployed[name] = deployed
         return deployed
 
@@ -115,7 +136,15 @@ class MeshTarget:
         chosen = self._pod(pod)
         if chosen.metrics is None:
             raise TargetError("UNIMPLEMENTED", f"no metrics endpoint known for pod {chosen.id}")
-        return clients.scrape(chosen.metrics)
+        if "://" in chosen.metrics:
+            return clients.scrape(chosen.metrics)
+        return self._scraper.scrape(chosen.id, chosen.metrics)
+
+    def probe_ready(self, pod: str) -> bool:
+        chosen = self._pod(pod)
+        if chosen.probes is None:
+            raise TargetError("UNIMPLEMENTED", f"no probe endpoint known for pod {chosen.id}")
+        return clients.probe_ready(chosen.probes)
 
     def capacity_models(self, pod: str) -> int | None:
         capacity = clients.metric_value(self.metrics(pod), "modelmesh_instance_capacity_bytes")
@@ -123,14 +152,17 @@ class MeshTarget:
 
     # ---- faults -----------------------------------------------------------------------------
     def kill_pod(self, pod: str) -> None:
-        """SIGKILL the pod's process group (its MLServer dies with it), as a node loss would; the pod then
-        leaves `pods()`, so later requests go through the survivors."""
+        """Kill the pod as a node loss would: SIGKILL its process group when this machine started it (its model
+        server dies with it), else run the user's --kill-command. The pod then leaves `pods()`, so later
+        requests go through the survivors."""
         chosen = self._pod(pod)
-        if chosen.pid is None:
-            raise TargetError("UNIMPLEMENTED", f"no process id known for pod {chosen.id}: only pods of a local mesh "
-                                               f"whose state lists them can be killed")
-        with contextlib.suppress(ProcessLookupError):  # already gone: the pod is lost either way
-            os.killpg(chosen.pid, signal.SIGKILL)
+        if chosen.pid is not None:
+            with contextlib.suppress(ProcessLookupError):  # already gone: the pod is lost either way
+                os.killpg(chosen.pid, signal.SIGKILL)
+        elif self.kill_command:
+            _run_kill_command(self.kill_command, chosen)
+        else:
+            raise TargetError("UNIMPLEMENTED", f"no way to kill pod {chosen.name or chosen.id}: pass --kill-command")
         del self._pods[chosen.id]
         del self._inference[chosen.id]
         self._channels.pop(chosen.id).close()
@@ -145,26 +177,69 @@ class MeshTarget:
 
 # ---- building a target ------------------------------------------------------------------------
 def pods_of(state: dict[str, Any]) -> list[Pod]:
-    return [Pod(i["id"], i["grpc"], i["rest"], i["metrics"], i.get("pid")) for i in state.get("instances", [])]
+    return [Pod(i["id"], i["grpc"], i["rest"], i["metrics"], i.get("probes"), i.get("pid"))
+            for i in state.get("instances", [])]
 
 
 def samples_of(state: dict[str, Any]) -> list[SampleRef]:
-    return [SampleRef(s["name"], int(s["expected"]), s["path"], control.model_key(s))
+    return [SampleRef(s["name"], int(s["expected"]), s["path"], s.get("key") or control.model_key(s))
             for s in state.get("samples", [])]
 
 
-def from_endpoints(endpoints: Sequence[str], min_churn_age_ms: int) -> MeshTarget:
-    """Pods at the given gRPC endpoints. Their samples, REST and metrics endpoints and instance ids come from
-    the local mesh state that lists them (MMGITOPS_MESH_NAME, MMGITOPS_STATE); other endpoints are known by
-    their address only."""
-    state = control.read_state() or {}
-    known = {pod.grpc: pod for pod in pods_of(state)}
-    pods = [known.get(endpoint, Pod(endpoint, endpoint)) for endpoint in endpoints]
-    samples = samples_of(state) if any(e in known for e in endpoints) else []
-    if not samples:
-        raise ValueError(f"no sample models known for {', '.join(endpoints)}: the endpoints must belong to the "
-                         f"local mesh {control.name()!r} (set MMGITOPS_MESH_NAME / MMGITOPS_STATE to pick another)")
-    return MeshTarget(pods, samples, min_churn_age_ms)
+def parse_endpoints(text: str) -> list[tuple[str, str]]:
+    """`[POD=]HOST:PORT[,...]` as (pod name or "", HOST:PORT). Several pods must be named: ModelMesh reports
+    where a copy is by instance id, derived from the pod's name, and a check compares it with the pods."""
+    given = []
+    for part in (p.strip() for p in text.split(",")):
+        name, _, address = part.rpartition("=")
+        bad_name = name and not re.fullmatch(r"[\w.\-]+", name)
+        if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", address) or bad_name:
+            raise ToolError(f"--endpoint {text}: expected [POD=]HOST:PORT[,[POD=]HOST:PORT...]")
+        given.append((name, address))
+    if len(given) > 1 and not all(name for name, _ in given):
+        raise ToolError(f"--endpoint {text}: name every pod, POD=HOST:PORT: ModelMesh reports a copy's location "
+                        f"by the last {INSTANCE_ID_LENGTH} characters of its pod's name")
+    return given
+
+
+def given_pods(text: str, rest_port: int = REST_PORT, metrics_port: int = METRICS_PORT,
+               probe_port: int = PROBE_PORT) -> list[Pod]:
+    """Pods this project did not start, at their gRPC endpoints, with REST, metrics and probes on the same host
+    at ModelMesh's ports (or the ones given)."""
+    pods = []
+    for name, address in parse_endpoints(text):
+        host = address.rsplit(":", 1)[0]
+        pods.append(Pod(name[-INSTANCE_ID_LENGTH:] if name else address, address, f"http://{host}:{rest_port}",
+                        f"{host}:{metrics_port}", f"http://{host}:{probe_port}", name=name or address))
+    return pods
+
+
+def unreachable(pods: Sequence[Pod], timeout_s: float = 5.0) -> list[str]:
+    """The gRPC endpoints of `pods` that accept no TCP connection."""
+    found = []
+    for pod in pods:
+        host, port = pod.grpc.rsplit(":", 1)
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        except OSError:
+            found.append(pod.grpc)
+    return found
+
+
+def _run_kill_command(template: str, pod: Pod) -> None:
+    """The user's command with {pod}, {instance}, {host} and {port} filled in (shell-quoted), run by the shell."""
+    host, port = pod.grpc.rsplit(":", 1)
+    try:
+        command = template.format(pod=shlex.quote(pod.name), instance=shlex.quote(pod.id), host=shlex.quote(host),
+                                  port=port)
+    except (KeyError, IndexError, ValueError) as error:
+        raise TargetError("INVALID_ARGUMENT", f"--kill-command {template!r}: {error!r} is not one of "
+                                              "{pod}, {instance}, {host}, {port}") from None
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise TargetError("INTERNAL", f"--kill-command for pod {pod.name} exited {done.returncode}: {last}")
 
 
 def _mmgitops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -184,12 +259,14 @@ def fault_flags() -> list[str]:
 
 @contextmanager
 def local_mesh(state_root: Path, name: str, flags: Sequence[str] = EMBEDDED_FLAGS,
-               min_churn_age_ms: int = EMBEDDED_CHURN_MS) -> Iterator[MeshTarget]:
-    """A local mesh of its own name and state directory, so a user's mesh is never touched; stopped on exit."""
+               min_churn_age_ms: int = EMBEDDED_CHURN_MS, engine: str = "embedded") -> Iterator[MeshTarget]:
+    """A local mesh of its own name and state directory, so a user's mesh is never touched; stopped on exit.
+    `engine`: the embedded mesh, or reference pods built from ModelMesh's sources."""
     env = {**os.environ, "MMGITOPS_MESH_NAME": name, "MMGITOPS_STATE": str(state_root)}
     _mmgitops(env, "local", "mesh", "down")
     try:
-        up = _mmgitops(env, "local", "mesh", "up", "--format", "json", *flags, *fault_flags())
+        up = _mmgitops(env, "local", "mesh", "up", "--format", "json", "--engine", engine, *flags,
+                       *(fault_flags() if engine == "embedded" else ()))
         if up.returncode != 0:
             raise RuntimeError(f"local mesh up failed: {up.stderr.strip()[-2000:]}")
         state = json.loads(up.stdout)

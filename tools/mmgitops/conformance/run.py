@@ -32,6 +32,12 @@ PYTEST_TO_EXIT = {0: 0, 1: 1}
 class Options:
     target: str = "mesh"
     endpoint: str = ""
+    engine: str = "embedded"
+    gpu_endpoint: str = ""
+    rest_port: int | None = None
+    metrics_port: int | None = None
+    probe_port: int | None = None
+    kill_command: str = ""
     report: Path | None = None
     markexpr: str = ""
     kubeconfig: str | None = None
@@ -50,30 +56,67 @@ def suite_root(candidates: Sequence[Path]) -> Path:
     raise ToolError(f"cannot find {SUITE}: run mmgitops conform from the mmgitops repository")
 
 
-CLUSTER_ONLY = ("kubeconfig", "context", "storage_config", "storage_key")
+CLUSTER_ONLY = ("kubeconfig", "context")
+ENDPOINT_ONLY = ("gpu_endpoint", "rest_port", "metrics_port", "probe_port", "kill_command")
+
+
+def _flags(options: Options, names: Sequence[str]) -> list[str]:
+    return [f"--{name.replace('_', '-')}" for name in names if getattr(options, name)]
+
+
+def _refuse(flags: list[str], who: str) -> None:
+    if flags:
+        raise ToolError(f"{', '.join(flags)}: for {who} only")
+
+
+def _storage_args(options: Options, needed_by: str) -> list[str]:
+    """Checked here, before pytest starts, so a bad file or key is one line and exit 2."""
+    from mmgitops.conformance import staging
+
+    if options.storage_config is None:
+        raise ToolError(f"{needed_by} needs --storage-config FILE: an S3 storage the pods can pull from")
+    key, _ = staging.choose(options.storage_config, options.storage_key)
+    return ["--storage-config", str(options.storage_config.resolve()), "--storage-key", key]
 
 
 def _cluster_args(options: Options) -> list[str]:
     """Checked here, before pytest starts, so a bad flag or an unreachable cluster is one line and exit 2."""
     from mmgitops.conformance.cluster import session
-    from mmgitops.mesh import storage
 
     if options.endpoint:
         raise ToolError("--endpoint: only --target mesh takes endpoints; a cluster's pods are found by the API")
-    if options.storage_config is None:
-        raise ToolError("--target cluster needs --storage-config FILE: an S3 storage the runtime pods can pull from")
-    entries = storage.load_config(options.storage_config)
-    if options.storage_key and options.storage_key not in entries:
-        raise ToolError(f"{options.storage_config}: no storage named {options.storage_key!r}; storages found: "
-                        f"{', '.join(sorted(entries))}")
-    if not options.storage_key and len(entries) != 1:
-        raise ToolError(f"{options.storage_config}: {len(entries)} storages; choose one with --storage-key")
+    _refuse(_flags(options, ENDPOINT_ONLY), "--endpoint")
+    args = _storage_args(options, "--target cluster")
     session.api_client(options.kubeconfig, options.context)
-    args = ["--storage-config", str(options.storage_config.resolve()), "--resolver", options.resolver]
-    for flag, value in (("--kubeconfig", options.kubeconfig), ("--context", options.context),
-                        ("--storage-key", options.storage_key)):
+    args += ["--resolver", options.resolver]
+    for flag, value in (("--kubeconfig", options.kubeconfig), ("--context", options.context)):
         if value:
             args += [flag, str(Path(value).resolve()) if flag == "--kubeconfig" else value]
+    return args
+
+
+def _endpoint_args(options: Options) -> list[str]:
+    from mmgitops.conformance import mesh_target
+
+    _refuse(_flags(options, CLUSTER_ONLY), "--target cluster")
+    if options.engine != "embedded":
+        raise ToolError("--engine: the suite starts no local mesh when --endpoint names the pods")
+    pods = mesh_target.given_pods(options.endpoint)
+    args = ["--endpoint", options.endpoint, *_storage_args(options, "--endpoint")]
+    if options.gpu_endpoint:
+        pods += mesh_target.given_pods(options.gpu_endpoint)
+        args += ["--gpu-endpoint", options.gpu_endpoint]
+    for name in ("rest_port", "metrics_port", "probe_port"):
+        value = getattr(options, name)
+        if value is not None:
+            if not 0 < value < 65536:
+                raise ToolError(f"--{name.replace('_', '-')} {value}: not a port number")
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    if options.kill_command:
+        args += ["--kill-command", options.kill_command]
+    unreachable = mesh_target.unreachable(pods)
+    if unreachable:
+        raise ToolError(f"--endpoint: nothing answers at {', '.join(unreachable)}")
     return args
 
 
@@ -81,16 +124,13 @@ def pytest_args(options: Options) -> list[str]:
     args = [str(SUITE), "--target", options.target]
     if options.target == "cluster":
         args += _cluster_args(options)
+    elif options.endpoint:
+        args += _endpoint_args(options)
     else:
-        given = [f"--{name.replace('_', '-')}" for name in CLUSTER_ONLY if getattr(options, name)]
-        if given:
-            raise ToolError(f"{', '.join(given)}: only --target cluster uses {'them' if len(given) > 1 else 'it'}")
-    if options.endpoint:
-        endpoints = [e.strip() for e in options.endpoint.split(",") if e.strip()]
-        bad = [e for e in endpoints if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", e)]
-        if bad or not endpoints:
-            raise ToolError(f"--endpoint {options.endpoint}: expected HOST:PORT[,HOST:PORT...]")
-        args += ["--endpoint", ",".join(endpoints)]
+        _refuse(_flags(options, CLUSTER_ONLY), "--target cluster")
+        _refuse(_flags(options, ("storage_config", "storage_key")), "--target cluster and --endpoint")
+        _refuse(_flags(options, ENDPOINT_ONLY), "--endpoint")
+        args += ["--engine", options.engine]
     if options.markexpr:
         args += ["-m", options.markexpr]
     if options.report:

@@ -14,6 +14,16 @@ from mmgitops.mesh.states import ISVC_STATE
 
 UNIT_BYTES = 8192  # ModelMesh sizes models in 8 KiB units
 
+# When ModelMesh shows what it does. The per-pod gauges (modelmesh_instance_*) show the pod's last published
+# instance record (ModelMesh.publishInstanceRecord, Metrics.logInstanceStats): a load queued on a pod
+# publishes at once unless the pod published within the last INSTANCE_REC_PUBLISH_MIN_PERIOD_MS; otherwise a
+# task running every INSTANCE_REC_PUBLISH_FREQ_MS (fixed delay) publishes a change large enough, skipping a
+# run that comes under 39 s after the last publish. Placement on other pods reads the same records.
+PUBLISH_MIN_PERIOD_S = 2.0  # ModelMesh.INSTANCE_REC_PUBLISH_MIN_PERIOD_MS
+PUBLISH_PERIOD_S = 40.0  # ModelMesh.INSTANCE_REC_PUBLISH_FREQ_MS
+# A large change (a pod emptied or filled) shows within two runs of the periodic task.
+PUBLISHED_WITHIN_S = 2 * PUBLISH_PERIOD_S + 10.0
+
 LOADED, STANDBY, LOADING, FAILED, PENDING = "Loaded", "Standby", "Loading", "FailedToLoad", "Pending"
 GONE = ""  # activeModelState of a name the mesh does not know
 
@@ -29,7 +39,15 @@ class SampleRef:
     answer: int
     path: str
     key: str
-    type: str = "sklearn"
+    type: str = "sklearn"  # the model format, as `spec.predictor.model.modelFormat.name` names it
+
+
+def model_type_label(sample: SampleRef) -> str:
+    """The type modelmesh-serving registers an InferenceService's model with when it names no runtime:
+    `mt:<format>` (controllers/predictor_controller.go setVModel, controllers/modelmesh/model_type_labels.go
+    GetPredictorTypeLabel). ModelMesh loads a model only on pods whose labels meet its type's constraints
+    (TypeConstraintManager): a bare `sklearn` fails to load."""
+    return f"mt:{sample.type}"
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,10 @@ class Target(Protocol):
 
     def metrics(self, pod: str) -> dict[str, Any]:
         """Metric families by name (prometheus_client's parser)."""
+        ...
+
+    def probe_ready(self, pod: str) -> bool:
+        """Whether the pod's ModelMesh answers its readiness probe (`GET /ready` on port 8089)."""
         ...
 
     def capacity_models(self, pod: str) -> int | None:

@@ -17,7 +17,8 @@ from kubernetes.client.rest import ApiException
 
 from mmgitops import procs
 from mmgitops.conformance.cluster import objects
-from mmgitops.conformance.cluster.session import remove_samples, sample_prefix
+from mmgitops.conformance.staging import remove as remove_samples
+from mmgitops.conformance.staging import sample_prefix
 from mmgitops.errors import ToolError
 from mmgitops.mesh import storage
 

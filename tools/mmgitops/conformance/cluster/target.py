@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-import requests
 import tenacity
 from kubernetes.client.rest import ApiException
 
@@ -35,7 +34,7 @@ from mmgitops.errors import ToolError
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
 POD_WAIT_S = 300.0
-PORTS = {"grpc": 8033, "rest": 8008, "metrics": 2112}
+PORTS = {"grpc": 8033, "rest": 8008, "metrics": 2112, "probes": 8089}
 
 
 class ClusterTarget:
@@ -51,7 +50,7 @@ class ClusterTarget:
         self._lock = threading.RLock()
         self._serving_pods: set[str] = set()
         self._seen_pods: set[str] = set()
-        self._metrics_scheme: dict[str, str] = {}
+        self._scraper = clients.MetricsScraper()
 
     # ---- setup ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -93,8 +92,9 @@ class ClusterTarget:
         return [p for p in listed if p.metadata.deletion_timestamp is None]
 
     def _ready_pods(self) -> list[str]:
-        """Pods that are Ready and whose mesh answers ServerReady through the resolver: where a pod turns
-        Ready before its ModelMesh listens (kwok's pods do), requests must not be sent to it yet."""
+        """Pods that are Ready and whose ModelMesh answers its readiness probe through the resolver. On a real
+        cluster Ready means the probe passed; the second look covers a pod that turns Ready before its ModelMesh
+        listens (kwok's pods do) and a pod the resolver cannot reach yet."""
         return [name for name in sorted(p.metadata.name for p in self._runtime_pods() if pod_ready(p))
                 if self._serving(name)]
 
@@ -102,7 +102,7 @@ class ClusterTarget:
         if pod in self._serving_pods:
             return True
         try:
-            if self._inference_of(pod).ready(timeout_s=2):
+            if self.probe_ready(pod):
                 self._serving_pods.add(pod)
                 return True
         except TargetError:
@@ -223,20 +223,10 @@ class ClusterTarget:
         return clients.Rest(f"http://{self.resolver.address(self._pod(pod), PORTS['rest'])}").infer(name)
 
     def metrics(self, pod: str) -> dict[str, Any]:
-        """Metrics are https by default (model-serving-config metrics.scheme) with the pod's own certificate;
-        the scheme that answers first is kept for the pod."""
-        address = self.resolver.address(pod, PORTS["metrics"])
-        schemes = [self._metrics_scheme[pod]] if pod in self._metrics_scheme else ["https", "http"]
-        failures = []
-        for scheme in schemes:
-            try:
-                found = clients.scrape(f"{scheme}://{address}/metrics", verify=False)
-            except requests.RequestException as error:
-                failures.append(f"{scheme}: {error}")
-                continue
-            self._metrics_scheme[pod] = scheme
-            return found
-        raise TargetError("UNAVAILABLE", f"pod {pod} metrics: {'; '.join(failures)}")
+        return self._scraper.scrape(pod, self.resolver.address(pod, PORTS["metrics"]))
+
+    def probe_ready(self, pod: str) -> bool:
+        return clients.probe_ready(f"http://{self.resolver.address(pod, PORTS['probes'])}")
 
     def capacity_models(self, pod: str) -> int | None:
         capacity = clients.metric_value(self.metrics(pod), "modelmesh_instance_capacity_bytes")

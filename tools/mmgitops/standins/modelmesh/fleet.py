@@ -50,7 +50,7 @@ class Instance:
         """Pod port -> loopback HOST:PORT, for the suite's annotation resolver."""
         strip = lambda url: url.split("//", 1)[-1].split("/", 1)[0]  # noqa: E731
         return {"8033": self.process["grpc"], "8008": strip(self.process["rest"]),
-                "2112": strip(self.process["metrics"])}
+                "2112": strip(self.process["metrics"]), "8089": strip(self.process["probes"])}
 
 
 class Fleet:
