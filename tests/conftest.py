@@ -38,7 +38,10 @@ def at_repo_root() -> Iterator[None]:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
     def run(*args: str) -> Run:
-        code = main(list(args))
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse refuses a bad option by exiting
+            code = int(exit_.code or 0)
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)
     return run

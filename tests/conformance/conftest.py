@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import tenacity
-from mmgitops.conformance import clients, mesh_target
+from mmgitops.conformance import clients, mesh_target, plugin
 from mmgitops.conformance.cluster.resolve import RESOLVERS
 from mmgitops.conformance.target import (
     GONE,
@@ -135,6 +135,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield chosen
         return
     with local_mesh(request.config, tmp_path_factory.mktemp("conformance-mesh"), f"conf-{run_id}") as embedded:
+        request.config.stash[plugin.TARGET_INFO].update(getattr(embedded, "about", {}))
         yield embedded
 
 
@@ -264,6 +265,7 @@ def cluster_runtime(request: pytest.FixtureRequest, kind: str, replicas: int, ca
         chosen = cluster_target.open_target(
             made, runtime, int(str(option(config, "conformance_churn_ms", mesh_target.EMBEDDED_CHURN_MS))),
             str(option(config, "conformance_resolver", "port-forward")))
+        config.stash[plugin.TARGET_INFO]["server"] = str(made.api.configuration.host)
     except ToolError as error:
         pytest.fail(str(error))
     try:

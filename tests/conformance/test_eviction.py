@@ -4,6 +4,11 @@ ModelMesh keeps a pod's models in an LRU cache weighed in 8 KiB units; a load th
 least recently used entries of that pod (ModelMesh's runtimeCache, a ConcurrentLinkedHashMap in access order,
 and its eviction listener ModelMesh.onEviction), and the evicted model goes Standby.
 
+A model enters a full pod's cache only if it was used more recently than the pod's least recently used entry
+(ModelMesh.loadLocal, which lets an older one fall through), and a model registered with loadNow counts as used
+an hour ago (ModelMesh.registerModel, LASTUSED_AGE_ON_ADD_MS): on full pods, a new InferenceService stays
+Standby until a request needs it, and that request's load is what evicts.
+
 The target's pods each have room for K one-unit models (K read from `modelmesh_instance_capacity_bytes`).
 The check fills every pod, K x pods models, paced so that placement sees each load (conftest.deploy_paced),
 so that no pod has free room and the next load must evict wherever it lands. Which pod that is, is
@@ -92,7 +97,11 @@ def full_mesh(target: Target, deployments: Deployments) -> Scenario:
         assert target.infer(model.name).model_id == model.model_id
     past_churn_age(target)
     before = evictions(target)
+    # Registered, the newcomer counts as used an hour ago, longer ago than any fill model: a full pod does not
+    # take it until it is requested. Its first request loads it and evicts.
     newcomer = deployments.deploy("lru-new", samples[0])
+    answered = target.infer(newcomer.name)
+    assert (answered.answer, answered.model_id) == (newcomer.sample.answer, newcomer.model_id)
     wait_for_state(target, newcomer.name, LOADED)
     timeline.snapshot(target, [*fill, newcomer])
     return Scenario(fill, pod_of, newcomer, before, evictions(target), timeline)

@@ -65,16 +65,29 @@ class Mesh:
     def mm(self, instance: int = 0) -> Any:
         return mesh_grpc.ModelMeshStub(self.channels[instance])
 
-    def register(self, vmodel: str, sample: str, load: bool = True, path: str | None = None,
-                 instance: int = 0) -> str:
-        """As ModelMesh-serving registers an InferenceService: a vmodel whose target is a new concrete model."""
-        chosen = dict(self.samples[sample], path=path or self.samples[sample]["path"])
+    def register(self, vmodel: str, sample: str | dict[str, Any], load: bool = True, path: str | None = None,
+                 instance: int = 0, model_type: str = control.SAMPLE_TYPE) -> Any:
+        """As ModelMesh-serving registers an InferenceService: a vmodel whose target is a new concrete model
+        (type mt:sklearn, as it registers an sklearn predictor). Returns the concrete model id; the
+        setVModel reply is kept in `last_reply`."""
+        base = self.samples[sample] if isinstance(sample, str) else sample
+        chosen = dict(base, path=path or base["path"])
         model_id = control.concrete_id(vmodel, chosen["path"])
-        self.mm(instance).setVModel(mesh_pb.SetVModelRequest(
+        self.last_reply = self.mm(instance).setVModel(mesh_pb.SetVModelRequest(
             vModelId=vmodel, targetModelId=model_id, loadNow=load, sync=True, autoDeleteTargetModel=True,
-            modelInfo=mesh_pb.ModelInfo(type="sklearn", path=chosen["path"], key=control.model_key(chosen))),
+            modelInfo=mesh_pb.ModelInfo(type=model_type, path=chosen["path"], key=control.model_key(chosen))),
             timeout=60)
         return model_id
+
+    def upload_padded(self, tmp: Path, count: int, pad_bytes: int, first: int = 0) -> list[dict[str, Any]]:
+        """Samples that weigh pad_bytes on disk, uploaded to this mesh's S3 under models-padded/."""
+        from mmgitops.mesh import storage
+
+        entry = storage.load_config(control.state_dir(self.state["name"], Path(self.env["MMGITOPS_STATE"]))
+                                    / "storage-config.json")[control.STORAGE_KEY]
+        trained = samples.upload(samples.train(tmp, count, pad_bytes, first), entry, control.BUCKET,
+                                 prefix="models-padded")
+        return [{"name": s.name, "expected": s.expected, "path": s.s3_path, "size": s.size} for s in trained]
 
     def status(self, model_id: str, instance: int = 0) -> Any:
         return self.mm(instance).getModelStatus(mesh_pb.GetStatusRequest(modelId=model_id), timeout=10)

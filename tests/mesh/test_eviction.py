@@ -13,16 +13,22 @@ import grpc
 import pytest
 from mmgitops.mesh.cache import UNIT
 
-from tests.mesh.conftest import Mesh, Status, local_mesh, mmgitops, rpc_error
+from tests.mesh.conftest import Mesh, Status, local_mesh, mmgitops, rpc_error, wait_for
 
 pytestmark = pytest.mark.mesh
 CHURN_MS = 1500
+# ModelMesh refuses a cache below ~10 default-size models (10 MB). 12 MiB is 1536 units, less a 123-unit
+# unload buffer: 1413 units, "full" below 123 free. Models of 2.88 MB weigh ~440 units (x 1.25): three fit
+# and leave the instance full, a fourth needs an eviction.
+CAPACITY = 12 * 2**20
+PAD_BYTES = 2_880_000
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    with local_mesh(tmp_path_factory.mktemp("mesh"), "test-eviction", "--instances", "1", "--samples", "5",
-                    "--no-register", "--capacity", str(3 * UNIT), "--min-churn-age-ms", str(CHURN_MS)) as running:
+    with local_mesh(tmp_path_factory.mktemp("mesh"), "test-eviction", "--instances", "1", "--samples", "1",
+                    "--no-register", "--capacity", str(CAPACITY), "--min-churn-age-ms", str(CHURN_MS)) as running:
+        running.big = running.upload_padded(tmp_path_factory.mktemp("padded"), 4, PAD_BYTES)
         yield running
 
 
@@ -38,19 +44,27 @@ def past_churn_age() -> None:
     time.sleep(CHURN_MS / 1000 + 0.2)
 
 
+def test_a_capacity_below_ten_default_models_is_refused_before_anything_starts(tmp_path):
+    env = {**os.environ, "MMGITOPS_MESH_NAME": "test-eviction-small", "MMGITOPS_STATE": str(tmp_path)}
+    result = mmgitops("local", "mesh", "up", "--capacity", str(3 * UNIT), env=env)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "Reported model capacity 0.000GiB too small relative to advertised default model size of 1MiB" \
+        in result.stderr
+    assert not (tmp_path / "mesh-test-eviction-small").exists()
+
+
 def test_a_never_used_model_is_evicted_first(mesh):
-    a, b, c = (mesh.register(f"lru-{n}", f"sample-0{i}") for i, n in enumerate("abc"))
+    a, b, c = (mesh.register(f"lru-{n}", mesh.big[i]) for i, n in enumerate("abc"))
     assert loaded(mesh, a, b, c) == [True, True, True]
     mesh.infer("lru-a")
     mesh.infer("lru-c")
     past_churn_age()
     before = evictions(mesh)
-    d = mesh.register("lru-d", "sample-03")
+    d = mesh.register("lru-d", mesh.big[3])
     # b was registered and loaded but never used: it counts as used an hour ago.
     assert loaded(mesh, a, b, c, d) == [True, False, True, True]
     assert mesh.status(b).status == Status.NOT_LOADED and not mesh.status(b).modelCopyInfos
     assert evictions(mesh) == before + 1
-    assert mesh.sample_value(0, "modelmesh_instance_used_bytes") <= 3 * UNIT
     mesh.model_ids = (a, b, c, d)
 
 
@@ -62,18 +76,21 @@ def test_eviction_then_follows_least_recent_use_and_a_miss_reloads(mesh):
     # b is Standby: the request blocks while it loads, succeeds, and evicts a, the least recently used.
     assert mesh.infer("lru-b") == (1, b)
     assert loaded(mesh, a, b, c, d) == [False, True, True, True]
-    assert mesh.sample_value(0, "modelmesh_instance_models_total") == 3
+    # The gauges show the published record: read them with a bounded wait (a publish can lag up to 40 s).
+    wait_for("the published model count", lambda: mesh.sample_value(0, "modelmesh_instance_models_total") == 3,
+             timeout=60)
     assert mesh.sample_value(0, "modelmesh_instance_used_bytes") <= mesh.sample_value(
         0, "modelmesh_instance_capacity_bytes")
 
 
-def test_the_churn_guard_refuses_a_load_that_would_evict_a_recent_model(mesh):
+def test_the_churn_guard_refuses_a_load_on_a_full_instance_with_internal(mesh):
     a, b, c, d = mesh.model_ids
     for vmodel in ("lru-b", "lru-c", "lru-d"):
         mesh.infer(vmodel)
     error = rpc_error(lambda: mesh.infer("lru-a"))
-    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "Cache churn threshold exceeded" in error.details()
+    # a ModelLoadException, which ModelMeshApi.toStatus turns into INTERNAL
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert error.details() == "Cache churn threshold exceeded"
     assert loaded(mesh, a, b, c, d) == [False, True, True, True]
     past_churn_age()
     assert mesh.infer("lru-a") == (0, a)

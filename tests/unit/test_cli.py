@@ -71,16 +71,35 @@ def test_apply_to_an_unreachable_api_server_is_one_line(cli, tmp_path):
 
 @pytest.mark.unit
 @pytest.mark.parametrize(("flags", "message"), [
-    (("--capacity", "100"), "--capacity 100: must be at least 8192"),
-    (("--instances", "0"), "--instances 0: must be at least 1"),
-    (("--storage-config", "no-such.json"), "--storage-config no-such.json: no such file"),
+    (("--capacity", "100"), "mmgitops local mesh: error: argument --capacity: 100: must be at least 8192"),
+    (("--instances", "0"), "mmgitops local mesh: error: argument --instances: 0: must be at least 1"),
+    (("--samples", "many"), "mmgitops local mesh: error: argument --samples: 'many' is not a whole number"),
+    (("--capacity", "40960"), "mmgitops: error: --capacity: ModelMesh would refuse to start: Reported model "
+                              "capacity 0.000GiB too small relative to advertised default model size of 0MiB "
+                              "(at least 81920 bytes)"),
+    (("--storage-config", "no-such.json"), "mmgitops: error: --storage-config no-such.json: no such file"),
 ])
 def test_bad_mesh_options_are_refused_before_anything_starts(cli, monkeypatch, tmp_path, flags, message):
     monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path))
     run = cli("local", "mesh", "up", *flags)
     assert run.code == 2
-    assert run.err.strip() == f"mmgitops: error: {message}"
+    assert run.err.strip() == message
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("args", "message"), [
+    (("bench", "mesh", "--requests", "-1"), "mmgitops bench mesh: error: argument --requests: -1: must be at least 1"),
+    (("bench", "mesh", "--seconds", "0"), "mmgitops bench mesh: error: argument --seconds: 0: must be a positive "
+                                          "number of seconds"),
+    (("bench", "conform", "--repeats", "0"), "mmgitops bench conform: error: argument --repeats: 0: must be at "
+                                             "least 1"),
+    (("apply", "overlays/serving", "--timeout", "nan"), "mmgitops apply: error: argument --timeout: nan: must be a "
+                                                        "positive number of seconds"),
+])
+def test_bad_numbers_are_one_line_and_exit_2(cli, args, message):
+    run = cli(*args)
+    assert (run.code, run.err.strip()) == (2, message)
 
 
 @pytest.mark.unit

@@ -179,7 +179,7 @@ def test_a_port_out_of_range_is_a_usage_error(cli, tmp_path):
     run = cli("conform", "--endpoint", "127.0.0.1:8033", "--storage-config", str(_storage(tmp_path, "s3")),
               "--metrics-port", "70000")
     assert run.code == 2
-    assert run.err.strip() == "mmgitops: error: --metrics-port 70000: not a port number"
+    assert run.err.strip() == "mmgitops conform: error: argument --metrics-port: 70000: must be from 1 to 65535"
 
 
 def test_an_unreachable_endpoint_is_one_line_and_exit_2(cli, tmp_path):

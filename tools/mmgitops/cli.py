@@ -9,7 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mmgitops import __version__, render
+from mmgitops import __version__, cliargs, render
+from mmgitops.cliargs import PORT, seconds, whole
 from mmgitops.errors import ToolError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -22,7 +23,7 @@ def repo_root() -> Path:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = cliargs.Parser(
         prog="mmgitops",
         description="Render, validate and plan the ModelMesh-on-RHOAI 2.x GitOps repository, offline.",
         epilog="Exit status: 0 clean, 1 findings, 2 usage or environment error.",
@@ -58,41 +59,27 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
     ap.add_argument("--dry-run", choices=("none", "server"), default="none",
                     help="server: let the API server validate every object and persist nothing")
-    ap.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS", help="per wait (default 300)")
+    ap.add_argument("--timeout", type=seconds, default=300.0, metavar="SECONDS", help="per wait (default 300)")
 
     local = sub.add_parser("local", help="the local target: a real control plane with simulated GPU nodes")
     local_sub = local.add_subparsers(dest="local", metavar="WHAT", required=True)
-    local_sub.add_parser("build", help="build (or find cached) kube-apiserver, controller-manager, scheduler, "
-                         "etcd and kwok from the versions pinned in pins.toml")
+    lb = local_sub.add_parser("build", help="build (or find cached) kube-apiserver, controller-manager, scheduler, "
+                              "etcd and kwok from the versions pinned in pins.toml; or the reference pods")
+    lb.add_argument("build_what", nargs="?", choices=("cluster", "reference"), default="cluster", metavar="WHAT",
+                    help="cluster (default): the local cluster's binaries; reference: ModelMesh, rest-proxy and "
+                    "the MLServer adapter from the upstream source tarballs")
+    lb.add_argument("--source", type=Path, metavar="DIR",
+                    help="reference: the directory of the upstream tarballs (default: $MMGITOPS_REFERENCE_SOURCES, "
+                    "else ../shared/reference/upstream beside the checkout)")
     lc = local_sub.add_parser("cluster", help="start, stop or inspect the local cluster")
     lc.add_argument("action", choices=("up", "down", "status"))
     lc.add_argument("--format", choices=("text", "json"), default="text")
+    lc.add_argument("--engine", choices=("embedded", "reference"), default="embedded",
+                    help="up: what backs each runtime pod: an embedded local-mesh instance (default) or a reference "
+                    "pod, the real ModelMesh data plane built from sources (root needed)")
     mesh_parser(local_sub)
 
-    bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench_sub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    bv = bench_sub.add_parser("validate", help="validate vs bare kustomize build, as a ratio")
-    bv.add_argument("paths", nargs="*", type=Path, metavar="PATH")
-    bv.add_argument("--repeat", type=int, default=3)
-    bv.add_argument("--crds", type=Path, metavar="DIR")
-    bm = bench_sub.add_parser("mesh", help="the local mesh: added latency, throughput, cold loads, density",
-                              description="Starts its own local mesh (named bench) twice and prints: warm p50/p99 "
-                              "and throughput through the mesh vs straight to MLServer, cold-load p50/p95, and "
-                              "hot-set latency with many more models registered than fit. Takes a few minutes.")
-    bm.add_argument("--requests", type=int, default=2000, metavar="N", help="sequential requests per path")
-    bm.add_argument("--seconds", type=float, default=5.0, help="throughput run per path")
-    bm.add_argument("--clients", type=int, default=4, help="concurrent clients in the throughput run")
-    bm.add_argument("--cold-loads", type=int, default=40, metavar="N")
-    bm.add_argument("--models", type=int, default=1000, metavar="N", help="registered models in the density run")
-    bm.add_argument("--hot", type=int, default=50, metavar="N", help="hot set in the density run")
-    bm.add_argument("--rounds", type=int, default=10, metavar="N", help="passes over the hot set")
-    bc = bench_sub.add_parser("conform", help="the conformance suite: its wall time and the harness's overhead",
-                              description="Prints the harness's overhead per inference (a request through the "
-                              "suite's target against a bare gRPC stub call to the same local mesh pod, "
-                              "interleaved) and the wall time of the whole suite on the embedded local mesh. "
-                              "Takes about 3 minutes.")
-    bc.add_argument("--repeats", type=int, default=2000, metavar="N", help="requests per path (default 2000)")
-    bc.add_argument("--no-suite", action="store_true", help="skip the suite's wall time (the slow part)")
+    bench_parser(sub)
     conform_parser(sub)
     demo = sub.add_parser("demo", help="local cluster + the conformance profile + the suite in cluster mode "
                           "(what `make demo` runs)",
@@ -101,7 +88,46 @@ def parser() -> argparse.ArgumentParser:
                           "prints the report's path. The cluster stays up: `mmgitops local cluster down` stops it.")
     demo.add_argument("--report", type=Path, default=Path("reports/demo"), metavar="DIR",
                       help="where the report goes (default: reports/demo)")
+    demo.add_argument("--engine", choices=("embedded", "reference"), default=None,
+                      help="what backs the runtime pods of a cluster the demo starts (default: embedded; a running "
+                      "cluster keeps its own)")
     return top
+
+
+def bench_parser(sub: argparse._SubParsersAction) -> None:
+    from mmgitops.mesh.bench_report import engines
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    bv = bench_sub.add_parser("validate", help="validate vs bare kustomize build, as a ratio")
+    bv.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    bv.add_argument("--repeat", type=whole(1), default=3)
+    bv.add_argument("--crds", type=Path, metavar="DIR")
+    bm = bench_sub.add_parser("mesh", help="the local mesh: added latency, throughput, cold loads, density",
+                              description="For each engine, in turn, starts a fresh local mesh (named bench) twice "
+                              "and measures: warm p50/p99 and throughput through the mesh (on the pod holding the "
+                              "copy and forwarded) vs straight to that pod's MLServer, cold-load p50/p95, and "
+                              "hot-set latency with many more models registered than fit. Prints a column per "
+                              "engine. Takes a few minutes per engine.")
+    bm.add_argument("--engine", type=engines, default=["embedded"], metavar="ENGINE[,ENGINE]",
+                    help="embedded (default), reference, or both comma-separated (run in that order, one table)")
+    bm.add_argument("--requests", type=whole(1), default=2000, metavar="N", help="sequential requests per path")
+    bm.add_argument("--seconds", type=seconds, default=5.0, help="throughput run per path")
+    bm.add_argument("--clients", type=whole(1), default=4, help="concurrent clients in the throughput run")
+    bm.add_argument("--cold-loads", type=whole(1), default=40, metavar="N")
+    bm.add_argument("--models", type=whole(1), default=1000, metavar="N", help="registered models in the density run")
+    bm.add_argument("--hot", type=whole(1), default=50, metavar="N", help="hot set in the density run")
+    bm.add_argument("--rounds", type=whole(1), default=10, metavar="N", help="passes over the hot set")
+    bc = bench_sub.add_parser("conform", help="the conformance suite: its wall time and the harness's overhead",
+                              description="Prints the harness's overhead per inference (a request through the "
+                              "suite's target against a bare gRPC stub call to the same local mesh pod, "
+                              "interleaved) and the wall time of the whole suite on the embedded local mesh. "
+                              "Takes about 3 minutes.")
+    bc.add_argument("--repeats", type=whole(1), default=2000, metavar="N", help="requests per path (default 2000)")
+    bc.add_argument("--no-suite", action="store_true", help="skip the suite's wall time (the slow part)")
+    for each in (bv, bm, bc):
+        each.add_argument("--format", choices=("text", "json"), default="text",
+                          help="json: one JSON object with the same figures, as numbers (default text)")
 
 
 def conform_parser(sub: argparse._SubParsersAction) -> None:
@@ -115,19 +141,33 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
     co.add_argument("--target", choices=("mesh", "cluster"), default="mesh",
                     help="mesh: ModelMesh pods by endpoint, or the embedded local mesh (default); cluster: a "
                     "namespace of the run's own on the kubeconfig's cluster (needs --storage-config)")
-    co.add_argument("--endpoint", default="", metavar="HOST:PORT,...",
-                    help="gRPC endpoints of running ModelMesh pods (default: start a local mesh)")
+    co.add_argument("--endpoint", default="", metavar="[POD=]HOST:PORT,...",
+                    help="gRPC endpoints of running ModelMesh pods, each named by its pod when there are several "
+                    "(default: start a local mesh); needs --storage-config")
+    co.add_argument("--engine", choices=("embedded", "reference"), default="embedded",
+                    help="the local mesh the suite starts without --endpoint: the embedded one (default) or "
+                    "reference pods built from ModelMesh's sources (`mmgitops local build reference`)")
     co.add_argument("--report", type=Path, metavar="DIR",
                     help="write DIR/junit.xml, DIR/results.json and DIR/report.html")
     co.add_argument("-m", dest="markexpr", default="", metavar="MARKEXPR",
                     help="only the checks this marker expression selects, e.g. 'routing or eviction'")
+    st = co.add_argument_group("sample models (--target cluster, --endpoint)")
+    st.add_argument("--storage-config", type=Path, metavar="FILE",
+                    help="JSON storage-config (key -> S3 storage) the runtime pods can pull from; the suite "
+                    "stages its sample models there and removes them after")
+    st.add_argument("--storage-key", metavar="KEY", help="the storage to use when FILE has several")
+    ep = co.add_argument_group("given endpoints (--endpoint)")
+    ep.add_argument("--gpu-endpoint", default="", metavar="[POD=]HOST:PORT",
+                    help="the one pod of a single-replica GPU runtime, for the packing checks")
+    for port, default, what in (("rest", 8008, "REST proxy"), ("metrics", 2112, "metrics (https or http)"),
+                                ("probe", 8089, "readiness probe")):
+        ep.add_argument(f"--{port}-port", type=PORT, metavar="PORT", help=f"the pods' {what} port (default {default})")
+    ep.add_argument("--kill-command", default="", metavar="TEMPLATE",
+                    help="a shell command that kills a pod abruptly, with {pod}, {instance}, {host} and {port} "
+                    "filled in, e.g. 'oc delete pod {pod} --grace-period=0'; without it resilience is skipped")
     cl = co.add_argument_group("cluster target")
     cl.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
     cl.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
-    cl.add_argument("--storage-config", type=Path, metavar="FILE",
-                    help="JSON storage-config (key -> S3 storage) the runtime pods can pull from; the suite "
-                    "stages its sample models there and removes them after")
-    cl.add_argument("--storage-key", metavar="KEY", help="the storage to use when FILE has several")
     cl.add_argument("--resolver", choices=("port-forward", "annotation"), default="port-forward",
                     help="how the suite reaches runtime pods (default: port-forward)")
     co_sub = co.add_subparsers(dest="conform", metavar="ACTION")
@@ -152,20 +192,23 @@ def mesh_parser(local_sub: argparse._SubParsersAction) -> None:
         epilog="fault switches (test-only, off by default):\n" + "\n".join(
             f"  {name:<16} {why}" for name, why in FAULTS.items()))
     lm.add_argument("action", choices=("up", "down", "status"))
-    lm.add_argument("--instances", type=int, default=3, metavar="N", help="instance processes (default 3)")
-    lm.add_argument("--capacity", type=int, default=64 * 2**20, metavar="BYTES",
+    lm.add_argument("--instances", type=whole(1), default=3, metavar="N", help="instance processes (default 3)")
+    lm.add_argument("--capacity", type=whole(8192), default=64 * 2**20, metavar="BYTES",
                     help="model cache per instance, as the runtime reports it (default 64 MiB)")
-    lm.add_argument("--min-churn-age-ms", type=int, default=300_000, metavar="MS",
+    lm.add_argument("--min-churn-age-ms", type=whole(0), default=300_000, metavar="MS",
                     help="refuse a load that would evict a model used this recently (default 300000, ModelMesh's)")
-    lm.add_argument("--load-timeout-ms", type=int, default=90_000, metavar="MS", help="default 90000")
-    lm.add_argument("--max-loading-concurrency", type=int, default=2, metavar="N", help="per instance (default 2)")
-    lm.add_argument("--samples", type=int, default=4, metavar="N",
+    lm.add_argument("--load-timeout-ms", type=whole(100), default=90_000, metavar="MS", help="default 90000")
+    lm.add_argument("--max-loading-concurrency", type=whole(1), default=2, metavar="N", help="per instance (default 2)")
+    lm.add_argument("--samples", type=whole(0), default=4, metavar="N",
                     help="sample sklearn models to train, upload and register as vmodels sample-00.. (default 4)")
     lm.add_argument("--no-register", action="store_true", help="upload the samples but register nothing")
     lm.add_argument("--storage-config", type=Path, metavar="FILE",
                     help="a storage-config JSON with a storage named local-s3 to use instead of a moto server")
     lm.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS), metavar="NAME",
                     help="turn on a test-only fault switch (repeatable; listed below)")
+    lm.add_argument("--engine", choices=("embedded", "reference"), default="embedded",
+                    help="embedded (default): this package's instances; reference: real ModelMesh pods built from "
+                    "the upstream sources (`mmgitops local build reference`), in a private network namespace")
     lm.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -224,22 +267,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from mmgitops.mesh import bench as mesh_bench
 
         with err.status("Benchmarking the local mesh...") as status:
-            print(mesh_bench.run(lambda text: status.update(text), args.requests, args.seconds, args.clients,
-                                 args.cold_loads, args.models, args.hot, args.rounds))
-        return EXIT_OK
+            text, complete = mesh_bench.run(lambda text: status.update(text), args.engine, args.requests,
+                                            args.seconds, args.clients, args.cold_loads, args.models, args.hot,
+                                            args.rounds, args.format)
+        print(text)
+        # An engine that measured nothing (its mesh never started) is a failed bench, though the table printed.
+        return EXIT_OK if complete else EXIT_FINDINGS
     if args.bench == "conform":
         from mmgitops.conformance import bench as conform_bench
 
         root = None if args.no_suite else run_root()
         with err.status("Benchmarking the conformance suite...") as status:
-            print(conform_bench.run(lambda text: status.update(text), args.repeats, not args.no_suite, root))
+            print(conform_bench.run(lambda text: status.update(text), args.repeats, not args.no_suite, root,
+                                    args.format))
         return EXIT_OK
 
     paths = args.paths or render.default_paths(repo_root())
     command = render.find_kubectl()
     render.check_kustomize(command)
     with err.status("Benchmarking..."):
-        print(bench.run(paths, command, max(1, args.repeat), args.crds))
+        print(bench.run(paths, command, args.repeat, args.crds, args.format))
     return EXIT_OK
 
 
@@ -281,6 +328,8 @@ def cmd_local(args: argparse.Namespace) -> int:
 
     if args.local == "mesh":
         return cmd_mesh(args)
+    if args.local == "build" and args.build_what == "reference":
+        return cmd_build_reference(args)
     if args.local == "build":
         started = time.monotonic()
         with err.status("Checking the binary cache...") as status:
@@ -292,9 +341,10 @@ def cmd_local(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.action == "up":
         with err.status("Starting the local cluster...") as status:
-            info = cluster.up(lambda text: status.update(text))
+            info = cluster.up(lambda text: status.update(text), args.engine)
         print(json.dumps(info, indent=2) if args.format == "json" else
               f"local cluster up in {info['seconds']} s: API server {info['server']}\n"
+              f"runtime pods backed by the {info['engine']} mesh engine\n"
               f"kubeconfig: {info['kubeconfig']}\n"
               f"S3 server {info['s3']}, storage config {info['storage_config']}\n"
               f"next: mmgitops apply overlays/conformance --kubeconfig {info['kubeconfig']} (or: make demo)")
@@ -309,10 +359,26 @@ def cmd_local(args: argparse.Namespace) -> int:
     elif not info["up"]:
         print("no local cluster")
     else:
-        print(f"API server {info['server']}, kubeconfig {info['kubeconfig']}")
+        print(f"API server {info['server']}, kubeconfig {info['kubeconfig']}, mesh engine {info['engine']}")
         for name, proc in info["processes"].items():
             print(f"  {name:<24} pid {proc['pid']:<8} {'running' if proc['running'] else 'NOT running'}")
     return EXIT_OK if not info["up"] or all(p["running"] for p in info["processes"].values()) else EXIT_FINDINGS
+
+
+def cmd_build_reference(args: argparse.Namespace) -> int:
+    import time
+
+    from mmgitops.reference import build
+
+    started = time.monotonic()
+    with err.status("Checking the reference build cache...") as status:
+        built = build.build(args.source, lambda text: status.update(f"Building {text}"))
+    for path in (built.modelmesh_home, built.rest_proxy, built.adapter):
+        print(path)
+    done = ", ".join(f"{part} in {built.seconds[part.split()[0]]:.0f} s" for part in built.built)
+    print(f"{'built ' + done if built.built else 'all cached'}; {time.monotonic() - started:.0f} s in all "
+          f"(JDK {built.java_home})")
+    return EXIT_OK
 
 
 def cmd_mesh(args: argparse.Namespace) -> int:
@@ -325,7 +391,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
             instances=args.instances, capacity_bytes=args.capacity, min_churn_age_ms=args.min_churn_age_ms,
             load_timeout_ms=args.load_timeout_ms, max_loading_concurrency=args.max_loading_concurrency,
             samples=args.samples, register_samples=not args.no_register, storage_config=args.storage_config,
-            faults=args.fault)
+            faults=args.fault, engine=args.engine)
         with err.status("Starting the local mesh...") as status:
             state = control.up(options, lambda text: status.update(text))
         print(json.dumps(state, indent=2) if args.format == "json" else control.describe(state))
@@ -353,9 +419,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root = run_root()
     started = time.monotonic()
     with err.status("Preparing the local cluster...") as status:
-        info = demo.prepare(root, lambda text: status.update(text))
+        info = demo.prepare(root, lambda text: status.update(text), args.engine)
     prepared = time.monotonic() - started
-    print(f"local cluster ready and {demo.PROFILE} applied in {prepared:.0f} s; kubeconfig {info['kubeconfig']}")
+    print(f"local cluster ready and {demo.PROFILE} applied in {prepared:.0f} s; kubeconfig {info['kubeconfig']}; "
+          f"runtime pods backed by the {info.get('engine', 'embedded')} mesh engine")
     code = demo.conform(root, info, args.report)
     print(f"demo finished in {time.monotonic() - started:.0f} s (cluster and apply {prepared:.0f} s), "
           f"exit {code}\nreport: {(args.report / 'report.html').resolve()}\n"
@@ -393,9 +460,11 @@ def cmd_conform(args: argparse.Namespace) -> int:
         print("\n".join([*removed, *kept]) if removed or kept else "nothing to clean up")
         return EXIT_OK
     root = run_root()
-    options = run.Options(target=args.target, endpoint=args.endpoint, report=args.report, markexpr=args.markexpr,
-                          kubeconfig=args.kubeconfig, context=args.context, storage_config=args.storage_config,
-                          storage_key=args.storage_key, resolver=args.resolver,
+    options = run.Options(target=args.target, endpoint=args.endpoint, engine=args.engine,
+                          gpu_endpoint=args.gpu_endpoint, rest_port=args.rest_port, metrics_port=args.metrics_port,
+                          probe_port=args.probe_port, kill_command=args.kill_command, report=args.report,
+                          markexpr=args.markexpr, kubeconfig=args.kubeconfig, context=args.context,
+                          storage_config=args.storage_config, storage_key=args.storage_key, resolver=args.resolver,
                           extra=getattr(args, "pytest_args", []))
     return run.run(options, root)
 

@@ -76,6 +76,8 @@ class MeshTarget:
         self.min_churn_age_ms = min_churn_age_ms
         self.kill_command = kill_command
         self._scraper = clients.MetricsScraper()
+        # What the pods are, for the report: {"engine": ..., "reference_commit": ...} of a local mesh.
+        self.about: dict[str, str] = {}
         self._channels = {pod.id: grpc.insecure_channel(pod.grpc) for pod in pods}
         # One stub per pod, made once: a fresh stub per request costs about 0.2 ms (`mmgitops bench conform`).
         self._inference = {pod_id: clients.Inference(channel) for pod_id, channel in self._channels.items()}
@@ -271,6 +273,8 @@ def local_mesh(state_root: Path, name: str, flags: Sequence[str] = EMBEDDED_FLAG
             raise RuntimeError(f"local mesh up failed: {up.stderr.strip()[-2000:]}")
         state = json.loads(up.stdout)
         target = MeshTarget(pods_of(state), samples_of(state), min_churn_age_ms)
+        target.about = {"engine": str(state.get("engine", "embedded")),
+                        **({"reference_commit": state["reference_commit"]} if state.get("reference_commit") else {})}
         try:
             yield target
         finally:

@@ -19,6 +19,8 @@ MEASUREMENTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 RESULTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 GROUP_OF = pytest.StashKey[dict[str, str]]()
 STARTED = pytest.StashKey[float]()
+# What the run ran on, as the session's target describes it (engine, reference commit, cluster server...).
+TARGET_INFO = pytest.StashKey[dict[str, str]]()
 
 # The suite's marker groups, in the order the report lists them; a check in none of them is grouped by module.
 GROUPS = ("routing", "eviction", "coldload", "packing", "resilience", "readiness")
@@ -38,6 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS] = {}
     config.stash[GROUP_OF] = {}
     config.stash[STARTED] = time.time()
+    config.stash[TARGET_INFO] = {}
     config.pluginmanager.register(_Outcomes(config), "conformance-outcomes")
 
 
@@ -116,6 +119,7 @@ def results(config: pytest.Config, exitstatus: int = 0) -> dict[str, Any]:
             "options": {"target": str(config.getoption("conformance_target", default="") or ""),
                         "endpoint": str(config.getoption("conformance_endpoint", default="") or ""),
                         "markexpr": str(config.getoption("markexpr", default="") or "")},
+            "target": dict(config.stash[TARGET_INFO]),
             "counts": counts, "tests": tests}
 
 

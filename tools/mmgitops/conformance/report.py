@@ -214,7 +214,10 @@ code { font-size: 0.95em; } img { max-width: 100%; }
 </style></head><body>
 <h1>ModelMesh conformance report</h1>
 <p>Started {{ run.started }}, {{ run.duration_s }} s; target <code>{{ run.options.target or "mesh" }}</code>,
-{% if run.options.endpoint %}endpoints <code>{{ run.options.endpoint }}</code>{% else %}embedded local mesh{% endif %}
+{% if run.options.endpoint %}endpoints <code>{{ run.options.endpoint }}</code>
+{%- elif run.target.engine == "reference" %}reference pods, ModelMesh <code>{{ run.target.reference_commit }}</code>
+{%- elif run.options.target == "cluster" %}cluster <code>{{ run.target.server }}</code>
+{%- else %}embedded local mesh{% endif %}
 {%- if run.options.markexpr %}, <code>-m {{ run.options.markexpr }}</code>{% endif %}.
 {% for outcome, n in run.counts|dictsort %}<span class="{{ outcome }}">{{ n }} {{ outcome }}</span>
 {%- if not loop.last %}, {% endif %}{% endfor %}.</p>
@@ -251,6 +254,7 @@ def render(directory: Path) -> Path:
     run = load(directory)
     tests = [{**t, "key": key_figures(t.get("figures") or {})} for t in run.get("tests", [])]
     run.setdefault("options", {})
+    run.setdefault("target", {})
     run.setdefault("counts", {})
     page = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined).from_string(PAGE).render(
         run=run, groups=by_group(tests), plots=plots(tests))

@@ -107,11 +107,8 @@ def _endpoint_args(options: Options) -> list[str]:
         pods += mesh_target.given_pods(options.gpu_endpoint)
         args += ["--gpu-endpoint", options.gpu_endpoint]
     for name in ("rest_port", "metrics_port", "probe_port"):
-        value = getattr(options, name)
-        if value is not None:
-            if not 0 < value < 65536:
-                raise ToolError(f"--{name.replace('_', '-')} {value}: not a port number")
-            args += [f"--{name.replace('_', '-')}", str(value)]
+        if getattr(options, name) is not None:
+            args += [f"--{name.replace('_', '-')}", str(getattr(options, name))]
     if options.kill_command:
         args += ["--kill-command", options.kill_command]
     unreachable = mesh_target.unreachable(pods)

@@ -36,11 +36,34 @@ IMPLEMENTATIONS = {
 METHODS = ("inference.GRPCInferenceService/ModelInfer", "inference.GRPCInferenceService/ModelMetadata")
 
 
+def model_format_of(model_type: str, model_key: str) -> str:
+    """The MLServer format of a load: the model key's model_type (its name), else the request's type, as the
+    runtime adapter reads it (util.GetModelType), lower-cased and cut at ':'. ModelMesh passes the
+    registered type label (`mt:sklearn`, `mt:sklearn:0|pv:grpc-v2`); modelmesh-serving also puts model_type
+    in the key. A bare label without a key entry is read here as its format, so that models registered
+    with a type label alone still load."""
+    chosen = model_type
+    try:
+        key = json.loads(model_key) if model_key.strip() else {}
+    except json.JSONDecodeError:
+        key = {}
+    named = key.get("model_type") if isinstance(key, dict) else None
+    if isinstance(named, dict) and isinstance(named.get("name"), str):
+        chosen = named["name"]
+    elif isinstance(named, str):
+        chosen = named
+    chosen = chosen.split("|", 1)[0]
+    if chosen.startswith("mt:"):
+        chosen = chosen[3:]
+    return chosen.split(":", 1)[0].lower()
+
+
 @dataclass
 class RuntimeConfig:
     capacity_bytes: int
     max_loading_concurrency: int = 2
     loading_timeout_ms: int = 90_000
+    default_model_size_bytes: int = DEFAULT_MODELSIZE  # the adapter's DEFAULT_MODELSIZE environment variable
 
 
 @dataclass
@@ -74,13 +97,14 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
             capacityInBytes=self.config.capacity_bytes,
             maxLoadingConcurrency=self.config.max_loading_concurrency,
             modelLoadingTimeoutMs=self.config.loading_timeout_ms,
-            defaultModelSizeInBytes=DEFAULT_MODELSIZE,
+            defaultModelSizeInBytes=self.config.default_model_size_bytes,
             runtimeVersion=f"mlserver-{mlserver.__version__}",
             methodInfos={m: pb.RuntimeStatusResponse.MethodInfo(idInjectionPath=[1]) for m in METHODS},
         )
 
     def loadModel(self, request, context):
-        implementation = IMPLEMENTATIONS.get(request.modelType)
+        model_format = model_format_of(request.modelType, request.modelKey)
+        implementation = IMPLEMENTATIONS.get(model_format)
         if implementation is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model type {request.modelType!r} is not supported")
         path = self._pull(request, context)
@@ -160,7 +184,7 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
         if on_disk is None and key.storage_key is None and request.modelPath:
             path = Path(request.modelPath)
             on_disk = self.size_on_disk(path) if path.exists() else None
-        return int(on_disk * MODELSIZE_MULTIPLIER) if on_disk is not None else DEFAULT_MODELSIZE
+        return int(on_disk * MODELSIZE_MULTIPLIER) if on_disk is not None else self.config.default_model_size_bytes
 
     def modelSize(self, request, context):
         with self.lock:

@@ -1,8 +1,12 @@
 """The two gRPC services an instance serves on one port: KServe v2 inference and `mmesh.ModelMesh`.
 
-Inference is routed as ModelMesh routes it: `model_name` (or the `mm-vmodel-id` header) names a
-vmodel, `mm-model-id` a concrete model; the request reaches the model server with the concrete id in
-its field 1, and the response carries that id. Health calls are answered here, never forwarded.
+Inference is routed as ModelMesh routes it under the dataplane config modelmesh-serving writes
+(ModelInfer and ModelMetadata extract field 1 as a VMODEL id; every other method is allowed but has no
+extraction, so it needs an `mm-model-id` or `mm-vmodel-id` header: ModelMeshApi.startCall and
+getModelIdsFromHeaders). A request reaches the model server with the concrete id in its field 1, and
+the response carries that id. The MLServer adapter lists only ModelInfer and ModelMetadata in its
+methodInfos, so any other method that gets that far fails UNIMPLEMENTED where the model is served
+(SidecarModelMesh.callCustomMethod) — after routing, and after a load on a cache miss.
 """
 
 from __future__ import annotations
@@ -14,20 +18,34 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from mlserver.grpc import dataplane_pb2 as v2
 from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
 
-from mmgitops.mesh.instance import Instance, MeshError
+from mmgitops.mesh.instance import Instance, MeshError, as_mesh_error
 from mmgitops.mesh.peers import LOCAL_HEADER, mesh_grpc, mesh_pb
-from mmgitops.mesh.registry import HOUR_MS, CopyRecord, ModelRecord, VModelRecord, now_ms
+from mmgitops.mesh.registry import HOUR_MS, ModelRecord, VModelRecord
+from mmgitops.mesh.status import status_info
 
 Status = mesh_pb.ModelStatusInfo
 VStatus = mesh_pb.VModelStatusInfo
+SERVICE = "inference.GRPCInferenceService"
+# The methods the MLServer adapter lets through to MLServer (its runtimeStatus methodInfos).
+RUNTIME_METHODS = ("ModelInfer", "ModelMetadata")
+# ModelMesh.LASTUSED_AGE_ON_ADD_MS: a registration counts as used this long ago (6x without loadNow).
+LASTUSED_AGE_ON_ADD_MS = HOUR_MS
 
 
-def _header(metadata: dict[str, Any], name: str) -> str:
-    value = metadata.get(name) or metadata.get(f"{name}-bin")
-    return value.decode() if isinstance(value, bytes) else (value or "")
+def initial_last_used(requested: int, load_now: bool, now: int) -> int:
+    """ModelMesh.registerModel's last-used time for a new model record."""
+    if requested >= now:
+        return now
+    if requested > 0:
+        return requested
+    return now - LASTUSED_AGE_ON_ADD_MS * (1 if load_now else 6)
+
+
+def _header(metadata: dict[str, Any], name: str) -> str | None:
+    value = metadata.get(name, metadata.get(f"{name}-bin"))
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _deadline(context: grpc.ServicerContext) -> float | None:
@@ -42,58 +60,105 @@ def _abort(context: grpc.ServicerContext, error: MeshError | grpc.RpcError) -> N
     context.abort(error.code(), error.details() or "")
 
 
+def ids_from_headers(metadata: dict[str, Any]) -> tuple[str, bool]:
+    """ModelMeshApi.getModelIdsFromHeaders (then validateModelId): (id, is a vmodel id)."""
+    model_id, vmodel_id = _header(metadata, "mm-model-id"), _header(metadata, "mm-vmodel-id")
+    if vmodel_id is None and model_id is None:
+        raise MeshError(grpc.StatusCode.INVALID_ARGUMENT, "must include mm-model-id header")
+    if vmodel_id is not None and model_id is not None:
+        raise MeshError(grpc.StatusCode.INVALID_ARGUMENT, "must include only one of model id and vmodel id")
+    wanted, is_vmodel = (vmodel_id, True) if vmodel_id is not None else (model_id or "", False)
+    if not wanted:
+        raise MeshError(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"provided {'vmodel' if is_vmodel else 'model'}-id header must be non-empty")
+    return wanted, is_vmodel
+
+
 class Inference(v2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, instance: Instance, data: grpc.Channel, ready: Callable[[], bool]) -> None:
+    def __init__(self, instance: Instance, data: grpc.Channel) -> None:
         self.mesh = instance
         self.data = v2_grpc.GRPCInferenceServiceStub(data)
-        self.ready = ready
 
-    def resolve(self, name: str, metadata: dict[str, Any]) -> str:
-        vmodel_id, model_id = _header(metadata, "mm-vmodel-id"), _header(metadata, "mm-model-id")
-        if vmodel_id and model_id:
-            raise MeshError(grpc.StatusCode.INVALID_ARGUMENT, "only one of mm-model-id and mm-vmodel-id may be set")
-        if model_id:
-            return model_id
-        wanted = vmodel_id or name
-        if not wanted:
-            raise MeshError(grpc.StatusCode.INVALID_ARGUMENT,
-                            "no model id: set model_name, or the mm-vmodel-id or mm-model-id header")
+    def model_of(self, wanted: str, is_vmodel: bool) -> str:
+        """The concrete model id: a vmodel's active model (VModelManager.resolveVModelId), or the id itself."""
+        if not is_vmodel:
+            return wanted
         registry = self.mesh.registry
         vmodel = registry.view.vmodels.get(wanted) or registry.read_vmodel(wanted)
-        if vmodel is not None:
-            return vmodel.active
-        # A bare model id in model_name also routes: models registered without an alias stay reachable.
-        if not vmodel_id and (wanted in registry.view.models or registry.read_model(wanted)):
-            return wanted
-        raise MeshError(grpc.StatusCode.NOT_FOUND, f"vmodel {wanted} not found")
+        if vmodel is None:
+            raise MeshError(grpc.StatusCode.NOT_FOUND, "vmodel not found")
+        return vmodel.active
 
     def _wrong_model(self, model_id: str) -> str:
         others = sorted(m for m in self.mesh.registry.view.models if m != model_id)
         return others[0] if others else model_id
 
-    def _route(self, method: str, name: str, request: Any, context: grpc.ServicerContext, field: str) -> Any:
+    def _call(self, method: str, name: str | None, request: Any, context: grpc.ServicerContext) -> Any:
+        """One inference-service call; name: the extracted field-1 id, or None for a method without extraction."""
         started = time.perf_counter()
         metadata = dict(context.invocation_metadata())
+        internal = LOCAL_HEADER in metadata
         try:
-            model_id = self.resolve(name, metadata)
+            if internal:  # a peer forwarded it here with the concrete id: serve it here
+                wanted, is_vmodel = _header(metadata, "mm-model-id") or "", False
+            elif name:
+                wanted, is_vmodel = name, True
+            else:
+                wanted, is_vmodel = ids_from_headers(metadata)
+        except MeshError as error:
+            # Closed before the call is invoked: ModelMesh records no request metrics for it.
+            _abort(context, error)
+        request_bytes = request.ByteSize()
+        model_id = vmodel_id = ""
+        try:
+            model_id = self.model_of(wanted, is_vmodel)
+            vmodel_id = wanted if is_vmodel else ""
             if self.mesh.faults.wrong_model:
                 model_id = self._wrong_model(model_id)
-            setattr(request, field, model_id)
-            local = LOCAL_HEADER in metadata or self.mesh.has_copy(model_id)
-            target = self.mesh.id if local else self.mesh.target_for(model_id)
-            if target == self.mesh.id:
-                if self.mesh.ensure_local(model_id, now_ms()):
-                    self.mesh.metrics.cache_miss((time.perf_counter() - started) * 1000)
-                invoked = time.perf_counter()
-                response = getattr(self.data, method)(request, timeout=_deadline(context))
-                self.mesh.metrics.invoke_model(method, "OK", (time.perf_counter() - invoked) * 1000)
-            else:
-                response = self._forward(method, target, model_id, request, context)
+            if name is not None:  # the runtime gets the concrete id in field 1 (its idInjectionPath)
+                setattr(request, "model_name" if method == "ModelInfer" else "name", model_id)
+            response = self._serve(method, model_id, request, context, internal, started)
         except (MeshError, grpc.RpcError) as error:
-            code = error.code if isinstance(error, MeshError) else error.code()
-            self.mesh.metrics.api_request(method, code.name, (time.perf_counter() - started) * 1000)
-            _abort(context, error)
-        self.mesh.metrics.api_request(method, "OK", (time.perf_counter() - started) * 1000)
+            failure = as_mesh_error(error)
+            if not internal:
+                self.mesh.metrics.api_request(method, failure.code.name, (time.perf_counter() - started) * 1000,
+                                              req_bytes=request_bytes, model_id=model_id, vmodel_id=vmodel_id)
+            _abort(context, failure)
+        if not internal:
+            # ModelMeshApi logs request metrics for external calls only, with both payload sizes on success.
+            self.mesh.metrics.api_request(method, "OK", (time.perf_counter() - started) * 1000,
+                                          req_bytes=request_bytes, resp_bytes=response.ByteSize(),
+                                          model_id=model_id, vmodel_id=vmodel_id)
+        return response
+
+    def _serve(self, method: str, model_id: str, request: Any, context: grpc.ServicerContext, internal: bool,
+               started: float) -> Any:
+        holder = self.mesh.id if internal else self.mesh.holder(model_id)
+        if holder == self.mesh.id:
+            return self._invoke_here(method, model_id, request, context, started)
+        if holder is not None:
+            return self._forward(method, holder, model_id, request, context)
+        # A cache miss: place a copy; the chosen instance loads and serves it.
+        result: list[Any] = []
+
+        def attempt(target: str) -> None:
+            if target == self.mesh.id:
+                result.append(self._invoke_here(method, model_id, request, context, started))
+            else:
+                result.append(self._forward(method, target, model_id, request, context))
+
+        self.mesh.load_anywhere(model_id, self.mesh.clock(), attempt)
+        return result[0]
+
+    def _invoke_here(self, method: str, model_id: str, request: Any, context: grpc.ServicerContext,
+                     started: float) -> Any:
+        if self.mesh.ensure_local(model_id, self.mesh.clock()):
+            self.mesh.metrics.cache_miss((time.perf_counter() - started) * 1000)
+        if method not in RUNTIME_METHODS:
+            raise MeshError(grpc.StatusCode.UNIMPLEMENTED, f"Method not found or not permitted: {SERVICE}/{method}")
+        invoked = time.perf_counter()
+        response = getattr(self.data, method)(request, timeout=_deadline(context))
+        self.mesh.metrics.invoke_model(method, "OK", (time.perf_counter() - invoked) * 1000)
         return response
 
     def _forward(self, method: str, target: str, model_id: str, request: Any, context: grpc.ServicerContext) -> Any:
@@ -107,27 +172,23 @@ class Inference(v2_grpc.GRPCInferenceServiceServicer):
                                      metadata=[("mm-model-id", model_id), (LOCAL_HEADER, self.mesh.id)])
 
     def ModelInfer(self, request, context):
-        return self._route("ModelInfer", request.model_name, request, context, "model_name")
+        return self._call("ModelInfer", request.model_name, request, context)
 
     def ModelMetadata(self, request, context):
-        return self._route("ModelMetadata", request.name, request, context, "name")
+        return self._call("ModelMetadata", request.name, request, context)
 
+    # Not in the dataplane config's rpcConfigs: allowed (allowOtherRpcs), ids from headers only.
     def ServerLive(self, request, context):
-        return v2.ServerLiveResponse(live=True)
+        return self._call("ServerLive", None, request, context)
 
     def ServerReady(self, request, context):
-        return v2.ServerReadyResponse(ready=self.ready())
-
-    def ServerMetadata(self, request, context):
-        return v2.ServerMetadataResponse(name="mmgitops-local-mesh", version="1")
+        return self._call("ServerReady", None, request, context)
 
     def ModelReady(self, request, context):
-        try:
-            model_id = self.resolve(request.name, dict(context.invocation_metadata()))
-        except MeshError as error:
-            _abort(context, error)
-        loaded = any(c.status == "LOADED" for c in self.mesh.copies(model_id).values())
-        return v2.ModelReadyResponse(ready=loaded)
+        return self._call("ModelReady", None, request, context)
+
+    def ServerMetadata(self, request, context):
+        return self._call("ServerMetadata", None, request, context)
 
 
 class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, misc]
@@ -136,20 +197,23 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         self.registry = instance.registry
 
     # ---- status -----------------------------------------------------------------------------
-    def status(self, model_id: str) -> Any:
+    def status(self, model_id: str, load_error: str = "") -> Any:
+        """load_error: a load that failed before any instance recorded it (type constraints, churn), which
+        ModelMesh reports in the reply of the call that asked for the load (makeStatusInfo with the exception)."""
         if not model_id or self.registry.read_model(model_id) is None:
             return Status(status=Status.NOT_FOUND)
-        copies = self.registry.read_copies(model_id)
-        return _status_of(copies)
+        return status_info(self.registry.read_copies(model_id), self.mesh.alive(), load_error)
 
     def _load(self, model_id: str, last_used: int, sync: bool, local: bool) -> None:
-        """Load where ModelMesh would: here when asked by a peer, else at the model's copy or placement."""
+        """Load where ModelMesh would: here when asked by a peer, else at a live copy or a new placement."""
         def run() -> None:
-            target = self.mesh.id if local else self.mesh.target_for(model_id)
-            if target == self.mesh.id:
+            holder = self.mesh.id if local else self.mesh.holder(model_id)
+            if holder == self.mesh.id:
                 self.mesh.ensure_local(model_id, last_used)
+            elif holder is not None:
+                self.mesh.load_elsewhere(holder, model_id, last_used)
             else:
-                self.mesh.load_elsewhere(target, model_id, last_used)
+                self.mesh.load_anywhere(model_id, last_used)
 
         if sync:
             run()
@@ -161,25 +225,30 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         if not request.modelId or not request.modelInfo.type:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "modelId and modelInfo.type must be set")
         info = request.modelInfo
-        record = ModelRecord(info.type, info.path, info.key, request.lastUsedTime or now_ms() - HOUR_MS)
+        now = self.mesh.clock()
+        record = ModelRecord(info.type, info.path, info.key, initial_last_used(request.lastUsedTime,
+                                                                               request.loadNow, now))
         if not self.registry.create_model(request.modelId, record):
             existing = self.registry.read_model(request.modelId)
             if existing and (existing.type, existing.path, existing.key) != (info.type, info.path, info.key):
                 context.abort(grpc.StatusCode.ALREADY_EXISTS,
                               f"model {request.modelId} is already registered with other model info")
+        error = ""
         if request.loadNow:
-            self._sync_load(context, request.modelId, record.last_used, request.sync)
-        return self.status(request.modelId)
+            error = self._sync_load(context, request.modelId, record.last_used, request.sync)
+        return self.status(request.modelId, error)
 
-    def _sync_load(self, context: grpc.ServicerContext, model_id: str, last_used: int, sync: bool) -> None:
-        """A failed load is reported in the returned status (LOADING_FAILED), not as an error."""
+    def _sync_load(self, context: grpc.ServicerContext, model_id: str, last_used: int, sync: bool) -> str:
+        """A failed load is reported in the returned status (LOADING_FAILED), not as an error; returns the
+        failure's message."""
         try:
             self._load(model_id, last_used, sync, LOCAL_HEADER in dict(context.invocation_metadata()))
-        except MeshError as error:
-            if error.code == grpc.StatusCode.NOT_FOUND:
-                _abort(context, error)
-        except grpc.RpcError:
-            pass
+        except (MeshError, grpc.RpcError) as error:
+            failure = as_mesh_error(error)
+            if failure.code == grpc.StatusCode.NOT_FOUND:
+                _abort(context, failure)
+            return str(failure)
+        return ""
 
     def unregisterModel(self, request, context):
         self.registry.delete_model(request.modelId)
@@ -194,12 +263,12 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         local = LOCAL_HEADER in dict(context.invocation_metadata())
         if local:  # a peer placed the model here: failures go back to it as errors
             try:
-                self.mesh.ensure_local(request.modelId, request.lastUsedTime or now_ms())
+                self.mesh.ensure_local(request.modelId, request.lastUsedTime or self.mesh.clock())
             except MeshError as error:
                 _abort(context, error)
-        else:
-            self._sync_load(context, request.modelId, request.lastUsedTime or now_ms(), request.sync)
-        return self.status(request.modelId)
+            return self.status(request.modelId)
+        error = self._sync_load(context, request.modelId, request.lastUsedTime or self.mesh.clock(), request.sync)
+        return self.status(request.modelId, error)
 
     # ---- vmodels ----------------------------------------------------------------------------
     def setVModel(self, request, context):
@@ -218,7 +287,8 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         if request.HasField("modelInfo") and request.modelInfo.type:
             info = request.modelInfo
             self.registry.create_model(request.targetModelId, ModelRecord(
-                info.type, info.path, info.key, now_ms() - HOUR_MS, request.autoDeleteTargetModel))
+                info.type, info.path, info.key, initial_last_used(0, request.loadNow, self.mesh.clock()),
+                request.autoDeleteTargetModel))
         elif self.registry.read_model(request.targetModelId) is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"target model {request.targetModelId} not found")
         if current is None or request.force:
@@ -226,15 +296,18 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         else:
             vmodel = VModelRecord(current.active, request.targetModelId, current.owner)
         self.registry.put_vmodel(request.vModelId, vmodel)
+        error = ""
         if request.loadNow or vmodel.active != vmodel.target:
-            self._sync_load(context, request.targetModelId, now_ms() - HOUR_MS, request.sync)
-        return self.vmodel_status(request.vModelId)
+            target = self.registry.read_model(request.targetModelId)
+            error = self._sync_load(context, request.targetModelId, target.last_used if target else
+                                    initial_last_used(0, True, self.mesh.clock()), request.sync)
+        return self.vmodel_status(request.vModelId, load_error=error)
 
-    def vmodel_status(self, vmodel_id: str, owner: str = "") -> Any:
+    def vmodel_status(self, vmodel_id: str, owner: str = "", load_error: str = "") -> Any:
         vmodel = self.registry.read_vmodel(vmodel_id)
         if vmodel is None or (owner and vmodel.owner != owner):
             return VStatus(status=VStatus.NOT_FOUND, activeModelStatus=Status(status=Status.NOT_FOUND))
-        target_status = self.status(vmodel.target)
+        target_status = self.status(vmodel.target, load_error)
         if target_status.status == Status.LOADED:
             vmodel = self.mesh.promote(vmodel_id, vmodel)
         active_status = target_status if vmodel.active == vmodel.target else self.status(vmodel.active)
@@ -265,19 +338,6 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
             if record and record.auto_delete:
                 self.registry.delete_model(model_id)
         return mesh_pb.DeleteVModelResponse()
-
-
-STATES = {"LOADED": Status.LOADED, "LOADING": Status.LOADING, "LOADING_FAILED": Status.LOADING_FAILED}
-
-
-def _status_of(copies: dict[str, CopyRecord]) -> Any:
-    present = {c.status for c in copies.values()}
-    overall = next((STATES[s] for s in ("LOADED", "LOADING", "LOADING_FAILED") if s in present), Status.NOT_LOADED)
-    return Status(
-        status=overall,
-        errors=[c.error for c in copies.values() if c.status == "LOADING_FAILED" and c.error],
-        modelCopyInfos=[Status.ModelCopyInfo(location=i, copyStatus=STATES[c.status], time=c.time)
-                        for i, c in sorted(copies.items(), key=lambda kv: -kv[1].time)])
 
 
 def _quietly(run: Callable[[], None]) -> Callable[[], None]:

@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -20,17 +22,18 @@ from typing import Any
 
 import grpc
 import platformdirs
-from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
-from mmgitops.mesh import etcdserver, samples, storage
+from mmgitops.mesh import etcdserver, samples, sizing, storage
 from mmgitops.mesh.cache import UNIT
 from mmgitops.mesh.faults import Faults
 from mmgitops.mesh.peers import mesh_grpc, mesh_pb
 from mmgitops.mesh.serve import InstanceConfig
 
 STORAGE_KEY = "local-s3"
+# modelmesh-serving registers an sklearn InferenceService with the type label mt:sklearn (GetPredictorTypeLabel).
+SAMPLE_TYPE = "mt:sklearn"
 BUCKET = "modelmesh-example-models"
 
 
@@ -45,6 +48,7 @@ class Options:
     register_samples: bool = True
     storage_config: Path | None = None  # an existing storage-config JSON: no moto server then
     faults: list[str] = field(default_factory=list)
+    engine: str = "embedded"  # or "reference": real ModelMesh pods (mmgitops.reference.mesh)
 
 
 def name(mesh: str | None = None) -> str:
@@ -80,6 +84,16 @@ def check(options: Options) -> None:
     for flag, value, least in limits:
         if value < least:
             raise ToolError(f"{flag} {value}: must be at least {least}")
+    # What each instance's ModelMesh would refuse at startup, said before anything starts.
+    default = sizing.local_default_model_size(options.capacity_bytes)
+    try:
+        sizing.check_startup(options.capacity_bytes, options.max_loading_concurrency, options.load_timeout_ms, default)
+    except sizing.StartupError as exc:
+        flag = ("--capacity" if "capacity" in str(exc) else "--load-timeout-ms" if "timeout" in str(exc)
+                else "--max-loading-concurrency")
+        raise ToolError(f"{flag}: ModelMesh would refuse to start: {exc} (at least "
+                        f"{sizing.min_capacity_bytes(default)} bytes)" if flag == "--capacity"
+                        else f"{flag}: ModelMesh would refuse to start: {exc}") from exc
     if options.storage_config and not options.storage_config.exists():
         raise ToolError(f"--storage-config {options.storage_config}: no such file")
     try:
@@ -89,6 +103,10 @@ def check(options: Options) -> None:
 
 
 def up(options: Options, progress: Callable[[str], None], mesh: str | None = None) -> dict[str, Any]:
+    if options.engine == "reference":
+        from mmgitops.reference import mesh as reference
+
+        return reference.up(options, progress, mesh)
     if read_state(mesh):
         raise ToolError(f"a local mesh is already up (state {state_dir(mesh)}): `mmgitops local mesh down` first")
     check(options)
@@ -149,6 +167,7 @@ def _start_instances(options: Options, root: Path, state: dict[str, Any], storag
             min_churn_age_ms=options.min_churn_age_ms,
             load_timeout_ms=options.load_timeout_ms, max_loading_concurrency=options.max_loading_concurrency,
             storage_config=storage_config, faults=options.faults,
+            default_model_size_bytes=sizing.local_default_model_size(options.capacity_bytes),
             warmup_model=str(root / "samples" / "sample-00" / samples.FILENAME) if state.get("samples") else "")
         state["instances"].append(start_instance(config, root))
         _save(state)
@@ -187,21 +206,27 @@ def _ports(instance: dict[str, Any], deadline: float) -> None:
 
 
 def wait_ready(instance: dict[str, Any], timeout: float = 90.0) -> None:
+    """Poll the instance's readiness probe (HTTP /ready on the probe port), as the kubelet does a ModelMesh
+    pod's: on ModelMesh's gRPC port a ServerReady without a model id is INVALID_ARGUMENT, never an answer."""
     deadline = time.monotonic() + timeout
     _ports(instance, deadline)
-    with grpc.insecure_channel(instance["grpc"]) as channel:
-        stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
-        while time.monotonic() < deadline:
-            if not procs.alive(instance["pid"]):
-                raise ToolError(f"instance {instance['id']} exited at startup: {_last_line(instance['log'])} "
-                                f"(log: {instance['log']})")
-            try:
-                if stub.ServerReady(dataplane_pb2.ServerReadyRequest(), timeout=1).ready:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
+    while time.monotonic() < deadline:
+        if not procs.alive(instance["pid"]):
+            raise ToolError(f"instance {instance['id']} exited at startup: {_last_line(instance['log'])} "
+                            f"(log: {instance['log']})")
+        if probe_ready(instance["probes"]):
+            return
+        time.sleep(0.2)
     raise ToolError(f"instance {instance['id']} not ready after {timeout:.0f} s (log: {instance['log']})")
+
+
+def probe_ready(probes_url: str, timeout: float = 1.0) -> bool:
+    """GET <probes>/ready answers 200 once the instance takes traffic."""
+    try:
+        with urllib.request.urlopen(f"{probes_url}/ready", timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 def _last_line(path: str) -> str:
@@ -220,15 +245,19 @@ def register_samples(state: dict[str, Any]) -> None:
             stub.setVModel(mesh_pb.SetVModelRequest(
                 vModelId=sample["name"], targetModelId=sample["model_id"], owner="mmgitops", loadNow=True,
                 sync=True, autoDeleteTargetModel=True, modelInfo=mesh_pb.ModelInfo(
-                    type="sklearn", path=sample["path"], key=model_key(sample))), timeout=120)
+                    type=SAMPLE_TYPE, path=sample["path"], key=model_key(sample))), timeout=120)
 
 
 def model_key(sample: dict[str, Any]) -> str:
-    return json.dumps({"storage_key": STORAGE_KEY, "bucket": BUCKET, "disk_size_bytes": sample["size"]})
+    return samples.controller_model_key(STORAGE_KEY, BUCKET, samples.MODEL_FORMAT)
 
 
 def down(mesh: str | None = None, base: Path | None = None) -> list[str]:
     state = read_state(mesh, base) or {}
+    if state.get("engine") == "reference":
+        from mmgitops.reference import mesh as reference
+
+        return reference.down(mesh, base)
     stopped = []
     for instance in state.get("instances", []):
         if procs.alive(instance["pid"]):
@@ -251,6 +280,10 @@ def status(mesh: str | None = None) -> dict[str, Any]:
     state = read_state(mesh)
     if not state:
         return {"up": False}
+    if state.get("engine") == "reference":
+        from mmgitops.reference import mesh as reference
+
+        return reference.status(mesh)
     for instance in state.get("instances", []):
         instance["running"] = procs.alive(instance["pid"])
     for part in ("s3", "etcd"):

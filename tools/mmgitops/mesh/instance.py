@@ -2,7 +2,8 @@
 
 The instance speaks to its model server only through the `mmesh.ModelRuntime` SPI (loads, unloads,
 sizes) and its data endpoint (inference), as a ModelMesh container does. Shared state lives in the
-registry; this module decides, the gRPC layer (api.py) only translates.
+registry; this module decides, the gRPC layer (api.py) only translates. Its periodic work (publishing,
+the janitor, the leader's reaper) is in tasks.py.
 """
 
 from __future__ import annotations
@@ -10,19 +11,25 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
 from mmgitops.mesh import cache as cache_mod
-from mmgitops.mesh import stubs
+from mmgitops.mesh import constraints, placement, publishing, stubs
 from mmgitops.mesh.faults import Faults
 from mmgitops.mesh.metrics import MeshMetrics
 from mmgitops.mesh.peers import Peers
-from mmgitops.mesh.registry import HOUR_MS, CopyRecord, InstanceRecord, ModelRecord, Registry, VModelRecord, now_ms
+from mmgitops.mesh.registry import NO_LRU, CopyRecord, InstanceRecord, ModelRecord, Registry, VModelRecord, now_ms
+from mmgitops.mesh.sizing import DEFAULT_MODEL_SIZE_BYTES, UNIT, cache_sizes
 
 runtime_pb, runtime_grpc = stubs.load("model-runtime")
+
+# ModelMesh.MAX_ITERATIONS: how many places a request or load tries before it gives up.
+MAX_ITERATIONS = 8
+CHURN_MESSAGE = "Cache churn threshold exceeded"
 
 
 class MeshError(Exception):
@@ -31,6 +38,17 @@ class MeshError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def as_mesh_error(error: MeshError | grpc.RpcError) -> MeshError:
+    if isinstance(error, MeshError):
+        return error
+    return MeshError(error.code(), error.details() or "")
+
+
+def is_churn_refusal(error: MeshError) -> bool:
+    """A load another instance refused to limit churn: ModelMesh then tries the next candidate."""
+    return error.code == grpc.StatusCode.INTERNAL and CHURN_MESSAGE in str(error)
 
 
 @dataclass(frozen=True)
@@ -42,11 +60,13 @@ class Settings:
     load_timeout_ms: int = 90_000
     max_loading_concurrency: int = 2
     lease_ttl_s: int = 3
+    labels: tuple[str, ...] = field(default_factory=constraints.runtime_labels)
+    default_model_size_bytes: int = DEFAULT_MODEL_SIZE_BYTES
 
 
 class Instance:
     def __init__(self, settings: Settings, registry: Registry, runtime: grpc.Channel, peers: Peers,
-                 metrics: MeshMetrics, faults: Faults) -> None:
+                 metrics: MeshMetrics, faults: Faults, clock: Callable[[], int] = now_ms) -> None:
         self.settings = settings
         self.id = settings.instance_id
         self.registry = registry
@@ -54,58 +74,114 @@ class Instance:
         self.peers = peers
         self.metrics = metrics
         self.faults = faults
-        self.cache = cache_mod.Cache(settings.capacity_bytes, settings.min_churn_age_ms, faults)
+        self.clock = clock
+        # The MLServer adapter needs explicit unloads, so ModelMesh keeps an unload buffer (requiresUnload).
+        self.sizes = cache_sizes(settings.capacity_bytes, settings.max_loading_concurrency,
+                                 settings.default_model_size_bytes)
+        self.cache = cache_mod.Cache(self.sizes.effective_units, settings.min_churn_age_ms, faults,
+                                     self.sizes.min_space_units)
         self.lock = threading.RLock()
         self.loading: dict[str, Future[None]] = {}
+        self.loads_in_progress = 0
         self.load_slots = threading.BoundedSemaphore(settings.max_loading_concurrency)
         self.lease = registry.lease(settings.lease_ttl_s)
         self.stopping = threading.Event()
-        self.lost: set[str] = set()
-        self.started = now_ms()
+        self.started = self.clock()
         self.published: InstanceRecord | None = None
+        self.published_at = 0
+        self.publish_lock = threading.Lock()
         registry.on_change(self._on_change)
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
+        from mmgitops.mesh import tasks  # tasks drives this class: imported here to keep the modules acyclic
+
         self.registry.start()
-        self.publish()
-        threading.Thread(target=self._keepalive, daemon=True, name="lease-keepalive").start()
-        threading.Thread(target=self._janitor, daemon=True, name="janitor").start()
+        # Copies a previous process with this id left behind are not here any more.
+        for model_id, copies in list(self.registry.view.copies.items()):
+            if self.id in copies:
+                self.registry.delete_copy(model_id, self.id)
+        self.publish(force=True, first=True)
+        tasks.start(self)
 
     def stop(self) -> None:
-        """Leave the mesh: revoking the lease removes this instance and its copies at once."""
+        """Leave the mesh: this instance's copies go from the registry, and its record with its lease."""
         self.stopping.set()
+        with contextlib.suppress(Exception):  # etcd may already be gone when the whole mesh stops
+            for model_id, copies in list(self.registry.view.copies.items()):
+                if self.id in copies:
+                    self.registry.delete_copy(model_id, self.id)
         self.registry.stop()
-        # etcd may already be gone when the whole mesh stops.
         with contextlib.suppress(Exception):
             self.lease.revoke()
 
-    def _keepalive(self) -> None:
-        period = self.settings.lease_ttl_s / 3
-        while not self.stopping.wait(period):
-            # A missed refresh is retried at the next period.
-            with contextlib.suppress(Exception):
-                self.lease.refresh()
-                # Requests move the LRU time without a load: peers place new copies by it, so it is kept fresh.
-                if self._figures() != self.published:
-                    self.publish()
-
-    def _figures(self) -> InstanceRecord:
+    # ---- the instance record ------------------------------------------------------------------
+    def fresh_record(self) -> InstanceRecord:
+        """ModelMesh.getFreshInstanceRecord: the live figures, the unload buffer left out."""
         with self.lock:
-            lru = self.cache.lru()
-            return InstanceRecord(self.settings.endpoint, self.cache.capacity * cache_mod.UNIT,
-                                  self.cache.used * cache_mod.UNIT, len(self.cache.entries),
-                                  lru.last_used if lru else 0, self.started)
+            return InstanceRecord(self.settings.endpoint, self.cache.capacity, self.cache.used,
+                                  len(self.cache.entries), self.cache.oldest_time(), self.started,
+                                  self.settings.max_loading_concurrency, self.loads_in_progress,
+                                  list(self.settings.labels))
 
-    def publish(self) -> None:
-        """This instance's figures, for placement by its peers and for its metrics."""
-        record = self.published = self._figures()
-        self.registry.put_instance(self.id, record, self.lease)
-        self.metrics.set_instance(record.lru, record.capacity, record.used, record.models)
+    def publish(self, force: bool, first: bool = False) -> bool:
+        """ModelMesh.publishInstanceRecord: write the record when the rules allow; True when written."""
+        if not self.publish_lock.acquire(blocking=False):
+            return False  # another publish is under way (tryLock)
+        try:
+            now = self.clock()
+            fresh = self.fresh_record()
+            if not first and not publishing.should_publish(self.published, self.published_at, fresh, now,
+                                                           force=force,
+                                                           min_space_units=self.sizes.min_space_units):
+                return False
+            self.registry.put_instance(self.id, fresh, self.lease)
+            self.published, self.published_at = fresh, now
+            self.log_instance_stats()
+            return True
+        finally:
+            self.publish_lock.release()
+
+    def publish_async(self) -> None:
+        """publishInstanceRecordAsync: a forced publish off the caller's thread."""
+        if not self.stopping.is_set():
+            threading.Thread(target=self._quiet_publish, daemon=True, name="publish").start()
+
+    def _quiet_publish(self) -> None:
+        with contextlib.suppress(Exception):  # a failed publish is retried by the periodic task
+            self.publish(force=True)
+
+    def log_instance_stats(self) -> None:
+        """Metrics.logInstanceStats: the gauges show the published record, sizes in bytes."""
+        record = self.published
+        if record is not None:
+            self.metrics.set_instance(0 if record.lru == NO_LRU else record.lru, record.capacity * UNIT,
+                                      record.used * UNIT, record.models, now_ms=self.clock())
 
     def is_leader(self) -> bool:
         with self.registry.lock:
             return bool(self.registry.view.instances) and min(self.registry.view.instances) == self.id
+
+    # ---- type constraints -------------------------------------------------------------------
+    def constraint_table(self) -> dict[str, tuple[str, ...]]:
+        """What the controller's type-constraints file holds: one entry per label of the runtimes present."""
+        with self.registry.lock:
+            labels = {label for r in self.registry.view.instances.values() for label in r.labels}
+        return constraints.constraints_for(labels | set(self.settings.labels))
+
+    def allowed_instances(self, model_type: str) -> set[str]:
+        with self.registry.lock:
+            labelled = {i: r.labels for i, r in self.registry.view.instances.items()}
+        labelled[self.id] = list(self.settings.labels)
+        return constraints.candidates(model_type, self.constraint_table(), labelled)
+
+    def check_type(self, model_type: str) -> set[str]:
+        """verifyLocalTypeConstraintsBeforeLoad for an external request: the instances that may load the type."""
+        allowed = self.allowed_instances(model_type)
+        if not allowed:
+            raise MeshError(grpc.StatusCode.INTERNAL,
+                            constraints.no_instance_message(model_type, self.constraint_table()))
+        return allowed
 
     # ---- loads and evictions ----------------------------------------------------------------
     def predicted_size(self, model_id: str, record: ModelRecord) -> int:
@@ -146,16 +222,26 @@ class Instance:
                 return False
             if pending is None:
                 try:
-                    victims = self.cache.reserve(model_id, predicted, last_used, now_ms())
+                    if not self.faults.ignore_capacity:
+                        self.cache.check_churn(self.clock())
+                    victims = self.cache.reserve(model_id, predicted, last_used)
+                except cache_mod.ChurnRefused as exc:
+                    # a ModelLoadException upstream, which ModelMeshApi.toStatus turns into INTERNAL
+                    raise MeshError(grpc.StatusCode.INTERNAL, str(exc)) from exc
                 except cache_mod.CacheFull as exc:
                     raise MeshError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+                except cache_mod.FallThrough:
+                    return False  # not loaded, and no error: the model stays NOT_LOADED until requested
                 pending = self.loading[model_id] = Future()
+                self.loads_in_progress += 1
                 owner = True
             else:
                 owner = False
         if not owner:
             pending.result()
             return True
+        # A load queued into the cache forces a publish (ModelMesh's loadLocal).
+        self.publish_async()
         try:
             for victim in victims:
                 self._unload(victim.model_id, evicted_last_used=victim.last_used)
@@ -169,11 +255,13 @@ class Instance:
                 pending.set_exception(exc if isinstance(exc, MeshError) else MeshError(
                     grpc.StatusCode.INTERNAL, f"load of {model_id} failed: {exc}"))
             raise
+        finally:
+            with self.lock:
+                self.loads_in_progress -= 1
         return True
 
     def _load(self, model_id: str, record: ModelRecord, done: Future[None]) -> None:
-        self.registry.put_copy(model_id, self.id, CopyRecord("LOADING", now_ms()), self.lease)
-        self.publish()
+        self.registry.put_copy(model_id, self.id, CopyRecord("LOADING", self.clock()))
         started = time.perf_counter()
         try:
             with self.load_slots:
@@ -189,21 +277,22 @@ class Instance:
             with self.lock:
                 self.cache.remove(model_id)
                 self.loading.pop(model_id, None)
-            self.registry.put_copy(model_id, self.id, CopyRecord("LOADING_FAILED", now_ms(), message), self.lease)
+            self.registry.put_copy(model_id, self.id, CopyRecord("LOADING_FAILED", self.clock(), message))
             self.metrics.load_failed()
-            self.publish()
             failure = MeshError(grpc.StatusCode.DEADLINE_EXCEEDED if timed_out else grpc.StatusCode.INTERNAL, message)
             done.set_exception(failure)
             raise failure from exc
         elapsed_ms = (time.perf_counter() - started) * 1000
         with self.lock:
-            victims = self.cache.loaded(model_id, size, now_ms())
+            victims, resized = self.cache.loaded(model_id, size)
             self.loading.pop(model_id, None)
         for victim in victims:
             self._unload(victim.model_id, evicted_last_used=victim.last_used)
-        self.registry.put_copy(model_id, self.id, CopyRecord("LOADED", now_ms()), self.lease)
+        self.registry.put_copy(model_id, self.id, CopyRecord("LOADED", self.clock()))
         self.metrics.load(elapsed_ms, size)
-        self.publish()
+        if resized:
+            # The measured size changed the entry's weight: ModelMesh publishes at once.
+            self.publish_async()
         done.set_result(None)
 
     def _unload(self, model_id: str, evicted_last_used: int | None = None) -> None:
@@ -217,8 +306,7 @@ class Instance:
         else:
             self.metrics.unload((time.perf_counter() - started) * 1000)
         if evicted_last_used is not None:
-            self.metrics.evicted(now_ms() - evicted_last_used)
-        self.publish()
+            self.metrics.evicted(self.clock() - evicted_last_used)
 
     def drop(self, model_id: str) -> None:
         """Unload a local copy whose model was unregistered."""
@@ -234,25 +322,57 @@ class Instance:
         with self.registry.lock:
             return dict(self.registry.view.copies.get(model_id, {}))
 
-    def target_for(self, model_id: str) -> str:
-        """Where a request for the model should run: a live copy, else a placement for a new one."""
-        copies = self.copies(model_id)
+    def alive(self) -> set[str]:
         with self.registry.lock:
-            alive = set(self.registry.view.instances)
+            return set(self.registry.view.instances) | {self.id}
+
+    def holder(self, model_id: str) -> str | None:
+        """An instance with a live copy (loaded first, then loading; this one first), or None: a cache miss.
+        A copy on an instance missing from the instance table is skipped, as ModelMesh skips it."""
+        copies = self.copies(model_id)
+        alive = self.alive()
         for wanted in ("LOADED", "LOADING"):
             holders = sorted(i for i, c in copies.items() if c.status == wanted and i in alive)
             if self.id in holders:
                 return self.id
             if holders:
                 return holders[0]
-        return self.place(model_id)
+        return None
 
-    def place(self, model_id: str) -> str:
+    def place(self, model_id: str, exclude: set[str]) -> str | None:
+        """CacheMissForwardingLB.getNext: peers by their published records, this instance by its fresh one."""
         record = self.record_of(model_id)
-        size = self.predicted_size(model_id, record)
+        allowed = self.check_type(record.type)
         with self.registry.lock:
-            instances = dict(self.registry.view.instances)
-        return cache_mod.place(instances, size) or self.id
+            records = dict(self.registry.view.instances)
+        records[self.id] = self.fresh_record()
+        return placement.choose(records, self.sizes.min_space_units, self.clock(), allowed=allowed, exclude=exclude)
+
+    def load_anywhere(self, model_id: str, last_used: int, attempt: Callable[[str], None] | None = None) -> str:
+        """A cache miss: place a copy, trying the next candidate when one refuses to churn (ModelMesh's
+        cache-miss loop); `attempt(target)` loads (and may serve) there. Returns where it succeeded."""
+        def load_there(target: str) -> None:
+            if target == self.id:
+                self.ensure_local(model_id, last_used)
+            else:
+                self.load_elsewhere(target, model_id, last_used)
+
+        tried: set[str] = set()
+        refusal: MeshError | None = None
+        for _ in range(MAX_ITERATIONS):
+            target = self.place(model_id, tried)
+            if target is None:
+                break
+            tried.add(target)
+            try:
+                (attempt or load_there)(target)
+                return target
+            except (MeshError, grpc.RpcError) as error:
+                failure = as_mesh_error(error)
+                if not is_churn_refusal(failure):
+                    raise failure from None
+                refusal = failure
+        raise refusal or MeshError(grpc.StatusCode.UNAVAILABLE, f"no instance can load {model_id}")
 
     def endpoint_of(self, instance_id: str) -> str | None:
         with self.registry.lock:
@@ -263,35 +383,9 @@ class Instance:
     def _on_change(self, event: str, kind: str, name: str, record: object) -> None:
         if kind == "models" and event == "DELETE":
             threading.Thread(target=self.drop, args=(name,), daemon=True).start()
-        elif event == "LOST":
-            self.lost.add(name.rpartition("/")[0])
-
-    def _janitor(self) -> None:
-        """The leader reloads models whose only copies went with a dead instance, moves vmodels to their loaded
-        targets, and keeps the leader-only metrics."""
-        while not self.stopping.wait(1.0):
-            if not self.is_leader():
-                self.metrics.clear_leader()
-                self.lost.clear()
-                continue
-            self._leader_metrics()
-            self._promote_loaded_targets()
-            for model_id in list(self.lost):
-                self.lost.discard(model_id)
-                if self.copies(model_id) or model_id not in self.registry.view.models:
-                    continue
-                target = self.place(model_id)
-                try:
-                    if target == self.id:
-                        self.ensure_local(model_id, now_ms() - HOUR_MS)
-                    else:
-                        self.load_elsewhere(target, model_id, now_ms() - HOUR_MS)
-                except (MeshError, grpc.RpcError):
-                    continue
 
     def load_elsewhere(self, target: str, model_id: str, last_used: int) -> None:
-        """Have a peer load the model, with the last use it would have had here (a registration's is an hour
-        ago, so that an unused model stays first to go wherever it lands)."""
+        """Have a peer load the model, with the last use it would have had here."""
         endpoint = self.endpoint_of(target)
         if endpoint is None:
             raise MeshError(grpc.StatusCode.UNAVAILABLE, f"instance {target} left the mesh")
@@ -308,14 +402,14 @@ class Instance:
             self.registry.delete_model(vmodel.active)
         return promoted
 
-    def _promote_loaded_targets(self) -> None:
+    def promote_loaded_targets(self) -> None:
         with self.registry.lock:
             pending = {v: r for v, r in self.registry.view.vmodels.items() if r.active != r.target}
         for vmodel_id, vmodel in pending.items():
             if any(c.status == "LOADED" for c in self.copies(vmodel.target).values()):
                 self.promote(vmodel_id, vmodel)
 
-    def _leader_metrics(self) -> None:
+    def leader_metrics(self) -> None:
         with self.registry.lock:
             view = self.registry.view
             loaded = sum(any(c.status == "LOADED" for c in view.copies.get(m, {}).values()) for m in view.models)

@@ -3,11 +3,13 @@
 Keys under the mesh's prefix:
   models/<modelId>              registered model: type, path, key, initial last use
   vmodels/<vModelId>            alias: owner, active and target model ids
-  instances/<instanceId>        a live instance: endpoint and cache figures (on the instance's lease)
-  copies/<modelId>/<instanceId> a copy's state: LOADING, LOADED or LOADING_FAILED (on the instance's lease)
+  instances/<instanceId>        a live instance: endpoint and its last PUBLISHED cache figures (on its lease)
+  copies/<modelId>/<instanceId> a copy's state: LOADING, LOADED or LOADING_FAILED (no lease)
 
-Registrations have no lease, so they outlive every instance; an instance's copies and its own record
-share its lease, so a killed instance's copies vanish with it when the lease expires.
+Registrations and copies have no lease, so they outlive every instance. Only the instance record is on
+the instance's lease (ModelMesh's session node): a killed instance leaves the instance table when the
+lease expires, but its copies stay in the model records until the leader's registry reaper prunes them
+(reaper.py), as ModelMesh's do (ModelMesh.pruneModelRegistry).
 The view is filled by one range read and kept current by a watch from the next revision, so the
 request path never waits on etcd.
 """
@@ -26,6 +28,8 @@ import etcd3gw
 from etcd3gw.lease import Lease
 
 HOUR_MS = 3_600_000
+# ModelMesh publishes "no model loaded" as an LRU time of Long.MAX_VALUE.
+NO_LRU = 2**63 - 1
 
 
 def now_ms() -> int:
@@ -57,12 +61,18 @@ class CopyRecord:
 
 @dataclass
 class InstanceRecord:
+    """ModelMesh's InstanceRecord: what an instance publishes about itself; sizes in 8 KiB units."""
+
     endpoint: str
-    capacity: int = 0  # bytes
-    used: int = 0  # bytes
-    models: int = 0
-    lru: int = 0  # epoch ms of the least recently used copy's last use (0: empty)
+    capacity: int = 0  # units, without the unload buffer
+    used: int = 0  # units, without the unload buffer
+    models: int = 0  # cache entries, loading ones included
+    lru: int = NO_LRU  # epoch ms of the least recently used entry's last use
     started: int = field(default_factory=now_ms)
+    loading_threads: int = 0
+    loading: int = 0  # loads in progress
+    labels: list[str] = field(default_factory=list)
+    shutting_down: bool = False
 
 
 KINDS: dict[str, type] = {"models": ModelRecord, "vmodels": VModelRecord, "instances": InstanceRecord,
@@ -88,9 +98,6 @@ class Registry:
         self.revision = 0
         self._watcher: Any = None
         self._listeners: list[Callable[[str, str, str, Any], None]] = []
-        # Copies removed when their instance's lease expired, as (revision, instance) -> model ids.
-        self._dead_at: dict[str, int] = {}
-        self._recent_copy_deletes: list[tuple[int, str, str]] = []
         self._key_revisions: dict[str, int] = {}
 
     # ---- writes: each is applied to this process's view at once, so it reads its own writes ----
@@ -131,8 +138,8 @@ class Registry:
     def delete_vmodel(self, vmodel_id: str) -> None:
         self._delete("vmodels", vmodel_id)
 
-    def put_copy(self, model_id: str, instance_id: str, record: CopyRecord, lease: Lease) -> None:
-        self._put("copies", f"{model_id}/{instance_id}", record, lease)
+    def put_copy(self, model_id: str, instance_id: str, record: CopyRecord) -> None:
+        self._put("copies", f"{model_id}/{instance_id}", record)
 
     def delete_copy(self, model_id: str, instance_id: str) -> None:
         self._delete("copies", f"{model_id}/{instance_id}")
@@ -165,7 +172,7 @@ class Registry:
 
     # ---- the view -------------------------------------------------------------------------
     def on_change(self, listener: Callable[[str, str, str, Any], None]) -> None:
-        """listener(event, kind, name, record): event PUT, DELETE or LOST (a copy gone with its instance)."""
+        """listener(event, kind, name, record): event PUT or DELETE."""
         self._listeners.append(listener)
 
     def start(self) -> None:
@@ -197,7 +204,6 @@ class Registry:
         self._key_revisions[key] = revision
         self.revision = max(self.revision, revision)
         record = KINDS[kind](**json.loads(value)) if event == "PUT" else None
-        lost: list[tuple[str, str]] = []
         if kind == "copies":
             model_id, _, instance_id = name.rpartition("/")
             copies = self.view.copies.setdefault(model_id, {})
@@ -207,33 +213,14 @@ class Registry:
                 copies.pop(instance_id, None)
                 if not copies:
                     self.view.copies.pop(model_id, None)
-                if self._dead_at.get(instance_id) == revision:
-                    lost.append((model_id, instance_id))
-                else:
-                    self._recent_copy_deletes = [*self._recent_copy_deletes[-999:], (revision, model_id, instance_id)]
         else:
             table: dict[str, Any] = getattr(self.view, kind)
             if record is not None:
                 table[name] = record
             else:
                 table.pop(name, None)
-                if kind == "instances":
-                    lost.extend(self._copies_of_dead_instance(name, revision))
         for listener in self._listeners:
             listener(event, kind, name, record)
-            for model_id, instance_id in lost:
-                listener("LOST", "copies", f"{model_id}/{instance_id}", None)
-
-    def _copies_of_dead_instance(self, instance_id: str, revision: int) -> list[tuple[str, str]]:
-        """An instance record deleted in the same revision as its copies: its lease expired or was revoked."""
-        self._dead_at[instance_id] = revision
-        lost = [(m, i) for r, m, i in self._recent_copy_deletes if r == revision and i == instance_id]
-        for model_id, copies in list(self.view.copies.items()):
-            if copies.pop(instance_id, None) is not None:
-                lost.append((model_id, instance_id))
-                if not copies:
-                    self.view.copies.pop(model_id, None)
-        return lost
 
 
 def _b64(text: str) -> str:

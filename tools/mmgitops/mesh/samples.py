@@ -7,7 +7,7 @@ so a response shows which model served it: a request routed to the wrong model g
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,6 +31,34 @@ _NEAR_PROBE = [[1.0, 1.0, 1.0, 1.0], [0.9, 1.1, 1.0, 1.0], [1.0, 1.0, 0.9, 1.1]]
 _NEAR_ORIGIN = [[0.0, 0.0, 0.0, 0.0], [0.1, 0.0, 0.1, 0.0], [0.0, 0.1, 0.0, 0.1]]
 
 
+MODEL_FORMAT = "sklearn"
+
+
+def controller_model_key(storage_key: str, bucket: str, model_format: str) -> str:
+    """ModelKeyInfo as modelmesh-serving marshals it: storage_key, storage_params.bucket, model_type.name."""
+    return model_key_info(storage_key, {"bucket": bucket}, model_format)
+
+
+def model_key_info(storage_key: str | None, storage_params: Mapping[str, str] | None, model_format: str,
+                   model_version: str | None = None, schema_path: str | None = None) -> str:
+    """The ModelInfo.key modelmesh-serving sends (predictor_controller.go setVModel: ModelKeyInfo through Go's
+    json.Marshal): fields in struct order, `omitempty` ones left out when unset or empty (storage_key and
+    schema_path are pointers, so "" is kept), map keys sorted, no spaces, and <, >, & escaped as Go does."""
+    info: dict[str, object] = {}
+    if storage_key is not None:
+        info["storage_key"] = storage_key
+    if storage_params:
+        info["storage_params"] = dict(sorted(storage_params.items()))
+    info["model_type"] = {"name": model_format, **({"version": model_version} if model_version is not None else {})}
+    if schema_path is not None:
+        info["schema_path"] = schema_path
+    text = json.dumps(info, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                          ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
 @dataclass(frozen=True)
 class Sample:
     name: str
@@ -41,30 +69,38 @@ class Sample:
     size: int | None = None
 
     def model_key(self, storage_key: str) -> str:
-        """The ModelMesh model key (JSON) that locates this sample in S3 once uploaded."""
+        """The model key (JSON) modelmesh-serving registers an InferenceService with once this sample is
+        uploaded: its ModelKeyInfo (controllers/predictor_controller.go setVModel). The runtime adapter takes
+        the model type from it (the MLServer adapter picks the implementation by `model_type.name`); the puller
+        adds `disk_size_bytes` itself after the download."""
         if self.bucket is None or self.s3_path is None:
             raise ValueError(f"sample {self.name} is not uploaded")
-        key: dict[str, object] = {"storage_key": storage_key, "bucket": self.bucket}
-        if self.size is not None:
-            key["disk_size_bytes"] = self.size
-        return json.dumps(key)
+        return controller_model_key(storage_key, self.bucket, MODEL_FORMAT)
 
 
-def train(dest_dir: Path, count: int) -> list[Sample]:
-    """dest_dir/sample-NN/model.joblib for k in 0..count-1; sample k predicts k for the probe."""
+def train(dest_dir: Path, count: int, pad_bytes: int = 0, first: int = 0) -> list[Sample]:
+    """dest_dir/sample-NN/model.joblib for k in first..first+count-1; sample k predicts k for the probe.
+
+    pad_bytes: random bytes carried by each model, so that it weighs that much on disk. ModelMesh refuses a
+    cache smaller than about ten default-size models (10 MB, sizing.min_capacity_bytes), so filling a
+    cache with a handful of models takes models of a few MB."""
     # Imported here: scikit-learn takes seconds to import, and only `up` trains.
     import joblib
     from sklearn.tree import DecisionTreeClassifier
 
     x = np.array(_NEAR_PROBE + _NEAR_ORIGIN, dtype=np.float32)
     samples = []
-    for k in range(count):
+    for k in range(first, first + count):
         # INT64 labels, so MLServer answers with an INT64 tensor.
         y = np.array([k] * len(_NEAR_PROBE) + [k + 1] * len(_NEAR_ORIGIN), dtype=np.int64)
         name = f"sample-{k:02d}"
         path = dest_dir / name / FILENAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(DecisionTreeClassifier(random_state=0).fit(x, y), path)
+        model = DecisionTreeClassifier(random_state=0).fit(x, y)
+        if pad_bytes:
+            # an extra attribute pickles with the model and is ignored by predict()
+            model.mmgitops_padding = np.random.default_rng(k).integers(0, 256, pad_bytes, dtype=np.uint8)
+        joblib.dump(model, path)
         samples.append(Sample(name=name, expected=k, path=path))
     return samples
 

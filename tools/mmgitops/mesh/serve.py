@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from mlserver.grpc import dataplane_pb2_grpc
 
-from mmgitops.mesh import adapter, api, metrics, modelserver, rest, storage
+from mmgitops.mesh import adapter, api, constraints, metrics, modelserver, rest, sizing, storage
 from mmgitops.mesh.faults import Faults
 from mmgitops.mesh.instance import Instance, Settings, runtime_grpc, runtime_pb
 from mmgitops.mesh.peers import Peers, mesh_grpc
@@ -40,8 +40,11 @@ class InstanceConfig:
     max_loading_concurrency: int
     storage_config: str = ""
     faults: list[str] = field(default_factory=list)
+    default_model_size_bytes: int = sizing.DEFAULT_MODEL_SIZE_BYTES  # the adapter's DEFAULT_MODELSIZE
     lease_ttl_s: int = 3
     warmup_model: str = ""  # a local sklearn model file
+    # MM_LABELS: by default those modelmesh-serving gives the built-in mlserver-1.x runtime's pods
+    labels: list[str] = field(default_factory=lambda: list(constraints.runtime_labels()))
 
 
 def warm_up(runtime: grpc.Channel, model_path: str) -> None:
@@ -66,13 +69,22 @@ def run(config: InstanceConfig) -> None:
     puller = storage.Puller(storage.load_config(Path(config.storage_config))) if config.storage_config else None
     spi = adapter.serve(adapter.Adapter(server, adapter.RuntimeConfig(
         capacity_bytes=config.capacity_bytes, max_loading_concurrency=config.max_loading_concurrency,
-        loading_timeout_ms=config.load_timeout_ms), puller=puller, download_root=work / "pulled"),
+        loading_timeout_ms=config.load_timeout_ms, default_model_size_bytes=config.default_model_size_bytes),
+        puller=puller, download_root=work / "pulled"),
         0)
     runtime = grpc.insecure_channel(f"127.0.0.1:{spi.port}")
     if config.warmup_model:
         warm_up(runtime, config.warmup_model)
     # As ModelMesh does at startup, take the cache parameters from the runtime's own status.
     status = runtime_grpc.ModelRuntimeStub(runtime).runtimeStatus(runtime_pb.RuntimeStatusRequest(), timeout=30)
+    # ModelMesh refuses to start on figures it cannot work with (ModelMesh.initialize / setupMemory).
+    try:
+        sizing.check_startup(int(status.capacityInBytes), int(status.maxLoadingConcurrency),
+                             int(status.modelLoadingTimeoutMs), int(status.defaultModelSizeInBytes))
+    except sizing.StartupError:
+        spi.stop(0)
+        server.stop()
+        raise
     faults = Faults.parse(config.faults)
     mesh_metrics = metrics.MeshMetrics()
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mesh"),
@@ -83,7 +95,8 @@ def run(config: InstanceConfig) -> None:
         raise OSError("cannot bind a gRPC port on 127.0.0.1")
     instance = Instance(Settings(
         config.instance_id, f"127.0.0.1:{grpc_port}", int(status.capacityInBytes), config.min_churn_age_ms,
-        int(status.modelLoadingTimeoutMs), int(status.maxLoadingConcurrency), config.lease_ttl_s),
+        int(status.modelLoadingTimeoutMs), int(status.maxLoadingConcurrency), config.lease_ttl_s,
+        tuple(config.labels), int(status.defaultModelSizeInBytes)),
         Registry(config.etcd, config.prefix), runtime, Peers(), mesh_metrics, faults)
     instance.start()
 
@@ -91,7 +104,7 @@ def run(config: InstanceConfig) -> None:
         return not stopping.is_set() and server.process.poll() is None
 
     data = grpc.insecure_channel(server.grpc_target)
-    dataplane_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(api.Inference(instance, data, ready), grpc_server)
+    dataplane_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(api.Inference(instance, data), grpc_server)
     mesh_grpc.add_ModelMeshServicer_to_server(api.Management(instance), grpc_server)
     grpc_server.start()
     probes = metrics.serve(mesh_metrics, 0, 0, ready, lambda: not stopping.is_set())
@@ -114,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mmgitops.mesh.serve", description=__doc__)
     parser.add_argument("--config", required=True, type=Path, help="the instance's JSON config, written by `up`")
     args = parser.parse_args(argv)
-    run(InstanceConfig(**json.loads(args.config.read_text(encoding="utf-8"))))
+    try:
+        run(InstanceConfig(**json.loads(args.config.read_text(encoding="utf-8"))))
+    except sizing.StartupError as exc:
+        print(f"modelmesh refused to start: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -67,6 +67,9 @@ def read_template(root: Path, kind: str) -> dict[str, Any]:
     return runtimes[0]
 
 
+DEFAULT_MODELSIZE = "DEFAULT_MODELSIZE"  # the MLServer adapter's default model size, in bytes
+
+
 def serving_runtime(template: dict[str, Any], name: str, run_id: str, replicas: int, capacity_models: int,
                     gpu: bool, gpu_placement: dict[str, Any] | None = None) -> dict[str, Any]:
     """The template under a new name in the run's namespace, with `replicas` pods whose model cache holds
@@ -83,6 +86,12 @@ def serving_runtime(template: dict[str, Any], name: str, run_id: str, replicas: 
     adapter = spec.setdefault("builtInAdapter", {})
     # One unit of slack: ModelMesh keeps a small unload buffer out of the capacity it reports.
     adapter["memBufferBytes"] = max(memory - (capacity_models + 1) * UNIT_BYTES, 0)
+    # The samples are one unit each. At the adapter's default size (1 MB, DEFAULT_MODELSIZE) ModelMesh would want
+    # room for ten 1 MB models before it starts (ModelMesh.setupMemory) and would count every pod full with
+    # room for a hundred samples left; builtInAdapter.env reaches the adapter container (modelmesh-serving
+    # controllers/modelmesh/runtime.go).
+    env = [e for e in adapter.get("env") or [] if e.get("name") != DEFAULT_MODELSIZE]
+    adapter["env"] = [*env, {"name": DEFAULT_MODELSIZE, "value": str(UNIT_BYTES)}]
     spec["replicas"] = replicas
     if gpu:
         resources = containers[0].setdefault("resources", {})

@@ -1,0 +1,63 @@
+"""An instance's gauges and its peers see the PUBLISHED record, republished on ModelMesh's clock."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import grpc
+import pytest
+from mmgitops.mesh.faults import Faults
+from mmgitops.mesh.instance import Instance, Settings
+from mmgitops.mesh.metrics import MeshMetrics
+from mmgitops.mesh.peers import Peers
+from mmgitops.mesh.registry import View
+
+pytestmark = pytest.mark.unit
+T0 = 1_000_000_000
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.view = View()
+        self.lock = threading.RLock()
+        self.instances: list[Any] = []
+
+    def lease(self, ttl: int) -> object:
+        return object()
+
+    def on_change(self, listener: Any) -> None:
+        pass
+
+    def put_instance(self, instance_id: str, record: Any, lease: Any) -> None:
+        self.instances.append(record)
+        self.view.instances[instance_id] = record
+
+
+def gauge(metrics: MeshMetrics, name: str) -> float:
+    return next(s.value for f in metrics.families() for s in f.samples if s.name == name)
+
+
+def test_gauges_follow_published_records_not_the_live_cache():
+    now = [T0]
+    metrics = MeshMetrics()
+    registry = FakeRegistry()
+    instance = Instance(Settings("mm-0", "127.0.0.1:1", 64 * 2**20), registry,  # type: ignore[arg-type]
+                        grpc.insecure_channel("127.0.0.1:1"), Peers(), metrics, Faults(), clock=lambda: now[0])
+    instance.publish(force=True, first=True)
+    assert gauge(metrics, "modelmesh_instance_models_total") == 0
+    assert gauge(metrics, "modelmesh_instance_capacity_bytes") == (8192 - 123) * 8192
+    instance.cache.reserve("m", 500_000, T0)
+    now[0] = T0 + 1_000
+    assert not instance.publish(force=True)  # within 2 s of the last publish
+    assert gauge(metrics, "modelmesh_instance_models_total") == 0 and len(registry.instances) == 1
+    now[0] = T0 + 2_000
+    assert instance.publish(force=True)
+    assert gauge(metrics, "modelmesh_instance_models_total") == 1
+    assert registry.view.instances["mm-0"].models == 1
+    instance.cache.remove("m")
+    now[0] = T0 + 10_000
+    assert not instance.publish(force=False)  # the periodic task waits for 39 s
+    now[0] = T0 + 41_000
+    assert instance.publish(force=False)
+    assert gauge(metrics, "modelmesh_instance_models_total") == 0

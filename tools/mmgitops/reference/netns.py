@@ -1,0 +1,71 @@
+"""A network namespace with only `lo`, held open by one process, and a way to start processes inside it.
+
+ModelMesh and rest-proxy bind every interface; inside this namespace "every interface" is a loopback
+that nothing outside can reach, so the reference pods never listen on the machine's real network.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mmgitops.errors import ToolError
+
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def start_holder(log: Path, timeout: float = 10.0) -> int:
+    """A `sleep` in a new network namespace with lo up; its PID names the namespace."""
+    for tool in ("unshare", "ip"):
+        if not shutil.which(tool):
+            raise ToolError(f"reference pods need `{tool}` (util-linux / iproute2) to make a network namespace")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep infinity"],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ToolError(f"could not make a network namespace (unshare -n exited {proc.returncode}; root is "
+                            f"needed): see {log}")
+        try:
+            if Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep":
+                return proc.pid
+        except OSError:
+            pass
+        time.sleep(0.02)
+    proc.kill()
+    raise ToolError(f"the network namespace holder did not start in {timeout:.0f} s (log {log})")
+
+
+def enter(holder: int) -> None:
+    """Move the calling thread into the holder's network namespace (threads it starts later follow it)."""
+    fd = os.open(f"/proc/{holder}/ns/net", os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"setns into the namespace of pid {holder}: {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
+def die_with_parent() -> None:
+    # Like a container in a pod: when the pod's launcher dies, even by SIGKILL, this process goes too.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def inside(holder: int, die: bool = False) -> Callable[[], None]:
+    """A preexec_fn that enters the namespace (and, with die, ties the child's life to its parent's)."""
+    def preexec() -> None:
+        if die:
+            die_with_parent()
+        enter(holder)
+    return preexec
