@@ -55,8 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target", dest="conformance_target", choices=TARGETS, default="mesh",
                     help="what the conformance checks run against (default: mesh)")
     group.addoption("--endpoint", dest="conformance_endpoint", default="",
-                    help="[POD=]HOST:PORT[,...] of running ModelMesh pods (their gRPC port, 8033 on a pod; name "
-                         "each pod when there are several); needs --storage-config; default: start a local mesh")
+                    help="POD=HOST:PORT[,...] of running ModelMesh pods (their gRPC port, 8033 on a pod; "
+                         "the pod name gives its instance id); needs --storage-config; default: start a local mesh")
     group.addoption("--engine", dest="conformance_engine", choices=mesh_target.ENGINES, default="embedded",
                     help="without --endpoint: the local mesh the suite starts, the embedded one (default) or "
                          "reference pods built from ModelMesh's sources (mmgitops local build reference)")
@@ -81,7 +81,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default=DEFAULT_PACKING_MODELS,
                     help="how many InferenceServices the packing check puts on the GPU pod (default: %(default)s)")
     group.addoption("--gpu-endpoint", dest="conformance_gpu_endpoint", default="",
-                    help="[POD=]HOST:PORT of the one pod of a single-replica GPU runtime, for the packing check "
+                    help="POD=HOST:PORT of the one pod of a single-replica GPU runtime, for the packing check "
                          "with --endpoint; default without --endpoint: start a one-instance local mesh")
     group.addoption("--kubeconfig", dest="conformance_kubeconfig", default=None,
                     help="--target cluster: the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
@@ -169,7 +169,7 @@ def given_samples(request: pytest.FixtureRequest, run_id: str) -> Iterator[list[
 
 @contextmanager
 def given_endpoints(request: pytest.FixtureRequest, endpoints: str) -> Iterator[Target]:
-    """A target of running pods named [POD=]HOST:PORT[,...], with the churn age the user gave for them."""
+    """A target of running pods named POD=HOST:PORT[,...], with the churn age the user gave for them."""
     config = request.config
     try:
         pods = mesh_target.given_pods(endpoints, *(int(str(option(config, f"conformance_{port}_port", default)))
@@ -381,6 +381,28 @@ def deploy_paced(deployments: Deployments, named: list[tuple[str, SampleRef]]) -
         wait_for_state(deployments.target, made[-1].name, LOADED)
         time.sleep(max(0.0, started + PUBLISH_MIN_PERIOD_S + 0.2 - time.monotonic()))
     return made
+
+
+def fill_every_pod(deployments: Deployments, room: dict[str, int], prefix: str) -> dict[str, list[Deployed]]:
+    """Deploy models, paced, until every pod holds as many as it has room for; each pod's models in the order
+    they were deployed. Paced placement still picks at random among the pods it judges in range
+    (CacheMissForwardingLB.getNext), and can pick a pod that is full, whose load then evicts one of the fill's
+    own never-used models: so the fill goes on until every pod is full, and models left without a copy are
+    not part of it."""
+    target, samples = deployments.target, deployments.target.samples()
+    made: list[Deployed] = []
+    limit = 3 * sum(room.values())
+    while True:
+        where = {m.name: target.copy_locations(m.name) for m in made}
+        per_pod = {pod: [m for m in made if where[m.name] == [pod]] for pod in room}
+        missing = sum(room.values()) - sum(len(models) for models in per_pod.values())
+        if not missing and all(len(per_pod[pod]) == room[pod] for pod in room):
+            return per_pod
+        if len(made) + missing > limit:
+            pytest.fail(f"{len(made)} models deployed and the pods hold {({p: len(m) for p, m in per_pod.items()})} "
+                        f"of the {room} they have room for")
+        made += deploy_paced(deployments, [(f"{prefix}-{len(made) + i:02d}", samples[(len(made) + i) % len(samples)])
+                                           for i in range(max(missing, 1))])
 
 
 def pod_value(target: Target, pod: str, name: str) -> float:

@@ -10,7 +10,7 @@ an hour ago (ModelMesh.registerModel, LASTUSED_AGE_ON_ADD_MS): on full pods, a n
 Standby until a request needs it, and that request's load is what evicts.
 
 The target's pods each have room for K one-unit models (K read from `modelmesh_instance_capacity_bytes`).
-The check fills every pod, K x pods models, paced so that placement sees each load (conftest.deploy_paced),
+The check fills every pod with K models (conftest.fill_every_pod), paced so that placement sees each load,
 so that no pod has free room and the next load must evict wherever it lands. Which pod that is, is
 placement's choice (CacheMissForwardingLB: among full pods, those whose published LRU time is oldest, then at
 random), so the check does not predict it: it reads where the new copy went (copy_locations) and asserts the
@@ -30,7 +30,7 @@ from mmgitops.conformance.target import LOADED, STANDBY, UNIT_BYTES, Deployed, T
 
 from tests.conformance.conftest import (
     Deployments,
-    deploy_paced,
+    fill_every_pod,
     pod_value,
     room_per_pod,
     wait_for_state,
@@ -88,10 +88,9 @@ def full_mesh(target: Target, deployments: Deployments) -> Scenario:
     wait_until_empty(target, room)
     timeline = Timeline()
     samples = target.samples()
-    fill = deploy_paced(deployments, [(f"lru-{i:02d}", samples[i % len(samples)]) for i in range(sum(room.values()))])
-    pod_of = {model.name: one_location(target, model) for model in fill}
-    per_pod = {pod: sum(1 for where in pod_of.values() if where == pod) for pod in room}
-    assert per_pod == room, f"the fill placed {per_pod} models per pod on pods with room for {room}"
+    per_pod = fill_every_pod(deployments, room, "lru")
+    fill = sorted((m for models in per_pod.values() for m in models), key=lambda m: m.name)
+    pod_of = {model.name: pod for pod, models in per_pod.items() for model in models}
     timeline.snapshot(target, fill)
     for model in fill:
         assert target.infer(model.name).model_id == model.model_id

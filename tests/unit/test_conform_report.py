@@ -151,19 +151,20 @@ def test_unreachable_cluster_is_one_line_and_exit_2(cli, tmp_path):
 def test_bad_endpoint_is_a_usage_error(cli):
     run = cli("conform", "--endpoint", "no-port")
     assert run.code == 2
-    assert run.err.strip() == "mmgitops: error: --endpoint no-port: expected [POD=]HOST:PORT[,[POD=]HOST:PORT...]"
-
-
-def test_several_endpoints_must_name_their_pods(cli):
-    run = cli("conform", "--endpoint", "127.0.0.1:8033,127.0.0.2:8033")
-    assert run.code == 2
-    assert run.err.strip() == ("mmgitops: error: --endpoint 127.0.0.1:8033,127.0.0.2:8033: name every pod, "
-                               "POD=HOST:PORT: ModelMesh reports a copy's location by the last 12 characters of "
+    assert run.err.strip() == ("mmgitops: error: --endpoint no-port: expected POD=HOST:PORT[,POD=HOST:PORT...], "
+                               "each pod named: ModelMesh reports a copy's location by the last 12 characters of "
                                "its pod's name")
 
 
+def test_endpoints_must_name_their_pods(cli):
+    run = cli("conform", "--endpoint", "pod-a=127.0.0.1:8033,127.0.0.2:8033")
+    assert run.code == 2
+    assert run.err.strip().startswith("mmgitops: error: --endpoint pod-a=127.0.0.1:8033,127.0.0.2:8033: expected "
+                                      "POD=HOST:PORT")
+
+
 def test_endpoint_without_storage_is_a_usage_error(cli):
-    run = cli("conform", "--endpoint", "127.0.0.1:8033")
+    run = cli("conform", "--endpoint", "pod-a=127.0.0.1:8033")
     assert run.code == 2
     assert run.err.strip() == ("mmgitops: error: --endpoint needs --storage-config FILE: an S3 storage the pods "
                                "can pull from")
@@ -176,14 +177,14 @@ def test_endpoint_flags_without_an_endpoint_are_a_usage_error(cli):
 
 
 def test_a_port_out_of_range_is_a_usage_error(cli, tmp_path):
-    run = cli("conform", "--endpoint", "127.0.0.1:8033", "--storage-config", str(_storage(tmp_path, "s3")),
+    run = cli("conform", "--endpoint", "pod-a=127.0.0.1:8033", "--storage-config", str(_storage(tmp_path, "s3")),
               "--metrics-port", "70000")
     assert run.code == 2
     assert run.err.strip() == "mmgitops conform: error: argument --metrics-port: 70000: must be from 1 to 65535"
 
 
 def test_an_unreachable_endpoint_is_one_line_and_exit_2(cli, tmp_path):
-    run = cli("conform", "--endpoint", "127.0.0.1:1", "--storage-config", str(_storage(tmp_path, "s3")))
+    run = cli("conform", "--endpoint", "pod-a=127.0.0.1:1", "--storage-config", str(_storage(tmp_path, "s3")))
     assert run.code == 2
     assert run.err.strip().splitlines()[-1] == "mmgitops: error: --endpoint: nothing answers at 127.0.0.1:1"
     assert "Traceback" not in run.err and "error" not in run.out.lower()

@@ -57,3 +57,17 @@ def test_the_choice_is_random_among_the_shortlist_and_respects_filters():
     assert choose(records, MIN_SPACE, NOW, exclude={"a"}, pick=lambda c: c[0]) == "b"
     assert choose(records, MIN_SPACE, NOW, allowed={"c"}) == "c"
     assert choose(records, MIN_SPACE, NOW, allowed=set()) is None
+
+
+def test_a_full_peer_is_judged_by_the_deciding_pods_record_and_can_be_picked():
+    # getNext judges a candidate after the best by `us ? bestEntry.getValue() : getFreshInstanceRecord()`: a full
+    # peer makes the shortlist while the deciding pod has room, so a load can land on it and evict.
+    records = {"local": rec(5, 400), "peer": rec(9, 0)}
+    assert shortlist(records, MIN_SPACE, NOW) == ["local"]
+    assert shortlist(records, MIN_SPACE, NOW, local="local") == ["local", "peer"]
+    assert {choose(records, MIN_SPACE, NOW, local="local") for _ in range(200)} == {"local", "peer"}
+
+
+def test_the_deciding_pod_is_judged_by_the_best_peers_record():
+    records = {"local": rec(9, 0), "peer": rec(5, 400)}
+    assert shortlist(records, MIN_SPACE, NOW, local="local") == ["peer", "local"]

@@ -189,18 +189,15 @@ def samples_of(state: dict[str, Any]) -> list[SampleRef]:
 
 
 def parse_endpoints(text: str) -> list[tuple[str, str]]:
-    """`[POD=]HOST:PORT[,...]` as (pod name or "", HOST:PORT). Several pods must be named: ModelMesh reports
-    where a copy is by instance id, derived from the pod's name, and a check compares it with the pods."""
+    """`POD=HOST:PORT[,...]` as (pod name, HOST:PORT). Each pod is named: ModelMesh reports where a copy is by
+    instance id, the last 12 characters of the pod's name, and the checks compare that with the pods."""
     given = []
     for part in (p.strip() for p in text.split(",")):
         name, _, address = part.rpartition("=")
-        bad_name = name and not re.fullmatch(r"[\w.\-]+", name)
-        if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", address) or bad_name:
-            raise ToolError(f"--endpoint {text}: expected [POD=]HOST:PORT[,[POD=]HOST:PORT...]")
+        if not re.fullmatch(r"[\w.\-]+", name) or not re.fullmatch(r"[\w.\-\[\]:]+:\d+", address):
+            raise ToolError(f"--endpoint {text}: expected POD=HOST:PORT[,POD=HOST:PORT...], each pod named: ModelMesh "
+                            f"reports a copy's location by the last {INSTANCE_ID_LENGTH} characters of its pod's name")
         given.append((name, address))
-    if len(given) > 1 and not all(name for name, _ in given):
-        raise ToolError(f"--endpoint {text}: name every pod, POD=HOST:PORT: ModelMesh reports a copy's location "
-                        f"by the last {INSTANCE_ID_LENGTH} characters of its pod's name")
     return given
 
 
@@ -211,8 +208,8 @@ def given_pods(text: str, rest_port: int = REST_PORT, metrics_port: int = METRIC
     pods = []
     for name, address in parse_endpoints(text):
         host = address.rsplit(":", 1)[0]
-        pods.append(Pod(name[-INSTANCE_ID_LENGTH:] if name else address, address, f"http://{host}:{rest_port}",
-                        f"{host}:{metrics_port}", f"http://{host}:{probe_port}", name=name or address))
+        pods.append(Pod(name[-INSTANCE_ID_LENGTH:], address, f"http://{host}:{rest_port}", f"{host}:{metrics_port}",
+                        f"http://{host}:{probe_port}", name=name))
     return pods
 
 

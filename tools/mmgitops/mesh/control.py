@@ -6,9 +6,11 @@ group, and removes the state directory `up` made.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -274,6 +276,23 @@ def down(mesh: str | None = None, base: Path | None = None) -> list[str]:
             path.unlink() if path.is_file() or path.is_symlink() else path.rmdir()
         root.rmdir()
     return stopped
+
+
+def kill(instance_id: str, mesh: str | None = None) -> str:
+    """SIGKILL one pod's process group (its model server dies with it), as a node loss would; the state keeps the
+    pod, so `status` shows it NOT running and `down` cleans up after it."""
+    state = read_state(mesh)
+    if not state:
+        raise ToolError(f"no local mesh {name(mesh)!r} is up")
+    found = next((i for i in state.get("instances", []) if i["id"] == instance_id), None)
+    if found is None:
+        raise ToolError(f"local mesh {name(mesh)!r} has no pod {instance_id!r}; pods: "
+                        f"{', '.join(i['id'] for i in state.get('instances', []))}")
+    if not procs.alive(found["pid"]):
+        return f"pod {instance_id} (pid {found['pid']}) was not running"
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(found["pid"], signal.SIGKILL)
+    return f"killed pod {instance_id} (pid {found['pid']})"
 
 
 def status(mesh: str | None = None) -> dict[str, Any]:

@@ -346,7 +346,8 @@ class Instance:
         with self.registry.lock:
             records = dict(self.registry.view.instances)
         records[self.id] = self.fresh_record()
-        return placement.choose(records, self.sizes.min_space_units, self.clock(), allowed=allowed, exclude=exclude)
+        return placement.choose(records, self.sizes.min_space_units, self.clock(), allowed=allowed, exclude=exclude,
+                                local=self.id)
 
     def load_anywhere(self, model_id: str, last_used: int, attempt: Callable[[str], None] | None = None) -> str:
         """A cache miss: place a copy, trying the next candidate when one refuses to churn (ModelMesh's

@@ -53,15 +53,22 @@ def ordered(records: Mapping[str, InstanceRecord], min_space_units: int) -> list
     return sorted(records.items(), key=functools.cmp_to_key(functools.partial(compare, min_space_units)))
 
 
-def shortlist(records: Mapping[str, InstanceRecord], min_space_units: int, now_ms: int) -> list[str]:
-    """The best instance and those in range of it (getNext's "simple case"), best first."""
+def shortlist(records: Mapping[str, InstanceRecord], min_space_units: int, now_ms: int,
+              local: str | None = None) -> list[str]:
+    """The best instance and those in range of it (getNext's "simple case"), best first.
+
+    As getNext does, a candidate after the best is judged for range by a record other than its own: the local
+    instance by the best one's, any other instance by the local instance's fresh record
+    (`us ? bestEntry.getValue() : getFreshInstanceRecord()`). So a full pod can make the shortlist while the
+    pod deciding has room, and the random pick can send a load there, which then evicts."""
     ranked = ordered(records, min_space_units)
     if not ranked:
         return []
     best_id, best = ranked[0]
     best_full = remaining(best) < min_space_units
     chosen = [best_id]
-    for iid, record in ranked[1:]:
+    for iid, own in ranked[1:]:
+        record = own if local is None or local not in records else best if iid == local else records[local]
         if best_full:
             # every later one is full too (the order puts full instances last)
             gap = record.lru - best.lru
@@ -71,7 +78,7 @@ def shortlist(records: Mapping[str, InstanceRecord], min_space_units: int, now_m
             free = remaining(record)
             if free < min_space_units or free < remaining(best) >> 2:
                 break
-            if record.models >= 10 and record.models > best.models + (best.models >> 2):
+            if own.models >= 10 and own.models > best.models + (best.models >> 2):
                 break
         chosen.append(iid)
     return chosen
@@ -79,9 +86,10 @@ def shortlist(records: Mapping[str, InstanceRecord], min_space_units: int, now_m
 
 def choose(records: Mapping[str, InstanceRecord], min_space_units: int, now_ms: int, *,
            allowed: Collection[str] | None = None, exclude: Collection[str] = (),
-           pick: Callable[[list[str]], str] = random.choice) -> str | None:
-    """The instance for a new copy, or None when no instance may take it."""
+           pick: Callable[[list[str]], str] = random.choice, local: str | None = None) -> str | None:
+    """The instance for a new copy, or None when no instance may take it. `local`: the deciding instance, whose
+    record in `records` is its fresh one."""
     usable = {i: r for i, r in records.items() if i not in exclude and (allowed is None or i in allowed)}
-    candidates = shortlist(usable, min_space_units, now_ms)
+    candidates = shortlist(usable, min_space_units, now_ms, local)
     return pick(candidates) if candidates else None
 
