@@ -141,9 +141,9 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
     co.add_argument("--target", choices=("mesh", "cluster"), default="mesh",
                     help="mesh: ModelMesh pods by endpoint, or the embedded local mesh (default); cluster: a "
                     "namespace of the run's own on the kubeconfig's cluster (needs --storage-config)")
-    co.add_argument("--endpoint", default="", metavar="[POD=]HOST:PORT,...",
-                    help="gRPC endpoints of running ModelMesh pods, each named by its pod when there are several "
-                    "(default: start a local mesh); needs --storage-config")
+    co.add_argument("--endpoint", default="", metavar="POD=HOST:PORT,...",
+                    help="gRPC endpoints of running ModelMesh pods, each with its pod's name (ModelMesh names a "
+                    "copy's location by it) (default: start a local mesh); needs --storage-config")
     co.add_argument("--engine", choices=("embedded", "reference"), default="embedded",
                     help="the local mesh the suite starts without --endpoint: the embedded one (default) or "
                     "reference pods built from ModelMesh's sources (`mmgitops local build reference`)")
@@ -157,7 +157,7 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
                     "stages its sample models there and removes them after")
     st.add_argument("--storage-key", metavar="KEY", help="the storage to use when FILE has several")
     ep = co.add_argument_group("given endpoints (--endpoint)")
-    ep.add_argument("--gpu-endpoint", default="", metavar="[POD=]HOST:PORT",
+    ep.add_argument("--gpu-endpoint", default="", metavar="POD=HOST:PORT",
                     help="the one pod of a single-replica GPU runtime, for the packing checks")
     for port, default, what in (("rest", 8008, "REST proxy"), ("metrics", 2112, "metrics (https or http)"),
                                 ("probe", 8089, "readiness probe")):
@@ -191,7 +191,10 @@ def mesh_parser(local_sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fault switches (test-only, off by default):\n" + "\n".join(
             f"  {name:<16} {why}" for name, why in FAULTS.items()))
-    lm.add_argument("action", choices=("up", "down", "status"))
+    lm.add_argument("action", choices=("up", "down", "status", "kill"))
+    lm.add_argument("pod", nargs="?", metavar="POD",
+                    help="kill: the instance id of the pod to kill abruptly (SIGKILL to its process group, as a node "
+                    "loss would), e.g. for `conform --kill-command`")
     lm.add_argument("--instances", type=whole(1), default=3, metavar="N", help="instance processes (default 3)")
     lm.add_argument("--capacity", type=whole(8192), default=64 * 2**20, metavar="BYTES",
                     help="model cache per instance, as the runtime reports it (default 64 MiB)")
@@ -399,6 +402,11 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     if args.action == "down":
         stopped = control.down()
         print("\n".join(f"stopped {s}" for s in stopped) if stopped else "no local mesh was running")
+        return EXIT_OK
+    if args.action == "kill":
+        if not args.pod:
+            raise ToolError("kill: name the pod, e.g. `mmgitops local mesh kill mm-0` (`status` lists them)")
+        print(control.kill(args.pod))
         return EXIT_OK
     info = control.status()
     if args.format == "json":

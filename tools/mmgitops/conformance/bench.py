@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import secrets
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from mmgitops.conformance.run import leftover_root, suite_root
 from mmgitops.errors import ToolError
-from mmgitops.mesh.bench import percentile, timed
+from mmgitops.mesh.bench_report import percentile, timed
 
 SUITE_GOAL_S = 180.0
 OVERHEAD_GOAL_MS = 0.2
@@ -90,6 +91,23 @@ def overhead_lines(overhead: Overhead) -> list[str]:
 
 def render(suite: SuiteRun | None, overhead: Overhead) -> str:
     return "\n".join([*(suite_lines(suite) if suite else []), *overhead_lines(overhead)])
+
+
+def to_json(suite: SuiteRun | None, overhead: Overhead) -> str:
+    """The same figures as `render`, as numbers; `suite` is null when it was not run (--no-suite)."""
+    harness, bare = overhead.harness_ms, overhead.bare_ms
+    added = percentile(harness, 50) - percentile(bare, 50)
+    return json.dumps({
+        "bench": "conform",
+        "suite": None if suite is None else {
+            "wall_s": suite.seconds, "exit_code": suite.exit_code, "counts": suite.counts,
+            "wall_goal_max_s": SUITE_GOAL_S, "goal_met": suite.seconds <= SUITE_GOAL_S,
+            "tail": suite.tail if suite.exit_code != 0 else []},
+        "overhead": {
+            "requests": len(harness), "harness_p50_ms": percentile(harness, 50),
+            "harness_p99_ms": percentile(harness, 99), "bare_p50_ms": percentile(bare, 50),
+            "bare_p99_ms": percentile(bare, 99), "added_p50_ms": added, "added_goal_max_ms": OVERHEAD_GOAL_MS,
+            "goal_met": added <= OVERHEAD_GOAL_MS}}, indent=2)
 
 
 def one_line(error: Exception) -> str:
@@ -164,8 +182,9 @@ def measure_overhead(progress: Callable[[str], None], repeats: int) -> Overhead:
     return Overhead(harness_ms, bare_ms)
 
 
-def run(progress: Callable[[str], None], repeats: int = 2000, suite: bool = True, root: Path | None = None) -> str:
-    """Returns a printable multi-line text block of figures."""
+def run(progress: Callable[[str], None], repeats: int = 2000, suite: bool = True, root: Path | None = None,
+        output: str = "text") -> str:
+    """Returns a printable multi-line text block of figures, or with output "json" one JSON object."""
     if repeats < 1:
         raise ToolError(f"--repeats {repeats}: expected at least 1")
     if suite:  # before anything slow: a missing suite is a usage error
@@ -173,4 +192,4 @@ def run(progress: Callable[[str], None], repeats: int = 2000, suite: bool = True
     # The short figure first, on a quiet machine: the suite's meshes take a while to wind down after it.
     overhead = measure_overhead(progress, repeats)
     suite_run = run_suite(progress, root) if suite and root else None
-    return render(suite_run, overhead)
+    return to_json(suite_run, overhead) if output == "json" else render(suite_run, overhead)

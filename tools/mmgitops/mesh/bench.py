@@ -1,20 +1,26 @@
-"""`mmgitops bench mesh`: the local mesh's cost and behaviour under load, printed as figures.
+"""`mmgitops bench mesh`: a local mesh's cost and behaviour under load, per engine, side by side.
 
-1. Latency and throughput of one warm model through the mesh (the instance holding it) against the
-   same request, from the same client, straight to that instance's MLServer.
+For each engine asked for (`embedded`, `reference`, in turn and in one run) it starts a fresh mesh of the same
+shape with the same samples, sends the same request counts and collects:
+
+1. Latency and throughput of one warm model through the mesh (on the pod holding the copy, and forwarded by
+   another pod) against the same request, from the same client, straight to that pod's MLServer.
 2. Cold loads: requests to registered models that have no copy, each blocking until its load finishes.
-3. Density: many registered models on instances with room for a fraction of them, a hot set
-   requested steadily with some cold traffic beside it; the hot set must stay warm.
+3. Density: many registered models on pods with room for a fraction of them, a hot set requested steadily
+   with some cold traffic beside it; the hot set must stay warm.
+
+The figures are rendered by `bench_report` (a table with a column per engine, or one JSON object).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -23,33 +29,37 @@ import requests
 from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from mmgitops.mesh import control, samples
+from mmgitops.errors import ToolError
+from mmgitops.mesh import control, samples, sizing, storage
+from mmgitops.mesh.bench_report import SECTIONS, EngineFigures, Settings, percentile, render_text, timed, to_json
 from mmgitops.mesh.cache import UNIT
 from mmgitops.mesh.peers import mesh_grpc, mesh_pb
 
 MESH = "bench"
+INSTANCES = 3
+SAMPLES = 10
+CAPACITY_BYTES = 64 * 2**20
+WARMUP = 200
+WINDOWS = 5
+DENSITY_PER_INSTANCE = 34
+DENSITY_PAD_BYTES = 200_000
+# ModelMesh refuses less than ~10 default-size models of capacity, so the density mesh gets that minimum and
+# models padded to ~250 KB, about 34 of them per pod.
+DENSITY_CAPACITY_BYTES = -(-sizing.min_capacity_bytes() // UNIT) * UNIT
+SECTION_KEYS = {title: [key for key, _, _ in rows] for title, rows in SECTIONS}
+LATENCY_KEYS = SECTION_KEYS[SECTIONS[0][0]] + SECTION_KEYS[SECTIONS[1][0]]
+COLD_KEYS = SECTION_KEYS[SECTIONS[2][0]]
+DENSITY_KEYS = SECTION_KEYS[SECTIONS[3][0]]
+BRIDGE_KEYS = ["bridge_added_p50_ms", "bridge_added_p99_ms"]
 
 
-@dataclass
-class Figures:
-    lines: list[str]
-
-    def add(self, text: str) -> None:
-        self.lines.append(text)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
-
-
-def timed(call: Callable[[], Any], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        call()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
+def padded_samples(state: dict[str, Any], pad_bytes: int, count: int = 10) -> list[dict[str, Any]]:
+    """Samples that weigh pad_bytes on disk, trained and uploaded to the mesh's own S3."""
+    root = control.state_dir(state["name"])
+    entry = storage.load_config(root / "storage-config.json")[control.STORAGE_KEY]
+    trained = samples.upload(samples.train(root / "padded", count, pad_bytes), entry, control.BUCKET,
+                             prefix="models-padded")
+    return [{"name": s.name, "expected": s.expected, "path": s.s3_path, "size": s.size} for s in trained]
 
 
 def throughput(call: Callable[[], Any], seconds: float, clients: int) -> float:
@@ -71,6 +81,13 @@ def throughput(call: Callable[[], Any], seconds: float, clients: int) -> float:
     return sum(done) / seconds
 
 
+def one_line(error: BaseException) -> str:
+    """An error as one line: a multi-line one (a mesh's stderr) by its first and last lines."""
+    text = error.details() if isinstance(error, grpc.RpcError) else str(error)  # type: ignore[attr-defined]
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()] or [type(error).__name__]
+    return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+
+
 class Bench:
     def __init__(self, state: dict[str, Any]) -> None:
         self.state = state
@@ -85,7 +102,7 @@ class Bench:
         model_id = control.concrete_id(vmodel, sample["path"])
         self.mm.setVModel(mesh_pb.SetVModelRequest(
             vModelId=vmodel, targetModelId=model_id, loadNow=load, sync=True, autoDeleteTargetModel=True,
-            modelInfo=mesh_pb.ModelInfo(type="sklearn", path=sample["path"], key=control.model_key(sample))),
+            modelInfo=mesh_pb.ModelInfo(type=control.SAMPLE_TYPE, path=sample["path"], key=control.model_key(sample))),
             timeout=120)
         return model_id
 
@@ -107,114 +124,171 @@ class Bench:
         return total
 
 
-def latency(bench: Bench, out: Figures, requests_n: int, seconds: float, clients: int) -> float:
+@contextlib.contextmanager
+def mesh(engine: str, options: control.Options, progress: Callable[[str], None]) -> Iterator[Bench]:
+    """A fresh mesh named `bench`, stopped by its engine's own `down` however the block ends."""
+    control.down(MESH)  # what an interrupted bench left
+    progress(f"{engine}: starting a {options.instances}-pod mesh")
+    state = control.up(options, lambda text: progress(f"{engine}: {text}"), MESH)
+    bench = Bench(state)
+    try:
+        yield bench
+    finally:
+        bench.close()
+        control.down(MESH)
+
+
+@contextlib.contextmanager
+def bare_mlserver(bench: Bench, holder: int, figures: EngineFigures, requests_n: int) -> Iterator[str]:
+    """The holding pod's MLServer gRPC address as this client reaches it; for the reference, through a bridge
+    of the bench's own, whose cost is measured here too."""
+    instance = bench.state["instances"][holder]
+    if bench.state.get("engine") != "reference":
+        figures.skip(BRIDGE_KEYS, "no bridge: the client reaches the instances and their MLServer directly")
+        yield json.loads((Path(instance["config"]).parent / "runtime.json").read_text())["grpc"]
+        return
+    from mmgitops.mesh import bench_bridge
+
+    with bench_bridge.way_in(bench.state, holder, control.state_dir(MESH)) as way:
+        trips = bench_bridge.round_trips(requests_n, {"direct": way.echo_direct, "bridged": way.echo_bridged})
+        for q in (50, 99):
+            figures.values[f"bridge_added_p{q}_ms"] = percentile(trips["bridged"], q) - percentile(trips["direct"], q)
+        yield way.mlserver
+
+
+def latency(bench: Bench, figures: EngineFigures, requests_n: int, seconds: float, clients: int) -> None:
     sample = bench.state["samples"][0]
     model_id = bench.register("bench-warm", sample, load=True)
     holder = bench.holder(model_id)
-    runtime = json.loads((Path(bench.state["instances"][holder]["config"]).parent / "runtime.json").read_text())
-    direct_channel = grpc.insecure_channel(runtime["grpc"])
-    direct = v2_grpc.GRPCInferenceServiceStub(direct_channel)
-    direct_request = samples.probe_request(model_id)
-    calls = {"direct to MLServer": lambda: direct.ModelInfer(direct_request, timeout=60),
-             "through the mesh": bench.infer(holder, "bench-warm"),
-             "mesh, forwarded": bench.infer((holder + 1) % len(bench.channels), "bench-warm")}
-    for call in calls.values():
-        timed(call, 200)  # warm up channels and caches
-    # Interleaved, request by request and window by window: on a small shared machine the load changes by the
-    # second, and each path must see the same conditions.
-    lat: dict[str, list[float]] = {label: [] for label in calls}
-    for _ in range(requests_n):
-        for label, call in calls.items():
-            lat[label].extend(timed(call, 1))
-    windows = 5
-    rates: dict[str, list[float]] = {label: [] for label in calls}
-    for _ in range(windows):
-        for label, call in calls.items():
-            rates[label].append(throughput(call, seconds / windows, clients))
-    results = {label: (percentile(lat[label], 50), percentile(lat[label], 99), sum(rates[label]) / windows)
-               for label in calls}
-    direct_channel.close()
-    out.add(f"warm latency and throughput ({requests_n} sequential requests per path, interleaved; {clients} clients "
-            f"for {seconds:.0f} s per path, in {windows} alternating windows):")
-    for label, (p50, p99, rate) in results.items():
-        out.add(f"  {label:<20} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms  {rate:7.0f} req/s")
-    d50, _, drate = results["direct to MLServer"]
-    m50, _, mrate = results["through the mesh"]
-    out.add(f"  added p50 {m50 - d50:.3f} ms (goal: at most 1 ms); throughput {mrate / drate:.0%} of direct "
-            f"(goal: at least 70%)")
-    return m50
+    with bare_mlserver(bench, holder, figures, requests_n) as address, grpc.insecure_channel(address) as channel:
+        direct = v2_grpc.GRPCInferenceServiceStub(channel)
+        direct_request = samples.probe_request(model_id)  # MLServer knows the model by its concrete id
+        calls = {"direct": lambda: direct.ModelInfer(direct_request, timeout=60),
+                 "mesh": bench.infer(holder, "bench-warm"),
+                 "forwarded": bench.infer((holder + 1) % len(bench.channels), "bench-warm")}
+        for call in calls.values():
+            timed(call, WARMUP)  # warm up channels and caches
+        # Interleaved, request by request and window by window: on a small shared machine the load changes by
+        # the second, and each path must see the same conditions.
+        lat: dict[str, list[float]] = {label: [] for label in calls}
+        for _ in range(requests_n):
+            for label, call in calls.items():
+                lat[label].extend(timed(call, 1))
+        rates: dict[str, list[float]] = {label: [] for label in calls}
+        for _ in range(WINDOWS):
+            for label, call in calls.items():
+                rates[label].append(throughput(call, seconds / WINDOWS, clients))
+    values = figures.values
+    for label in calls:
+        for q in (50, 99):
+            values[f"{label}_p{q}_ms"] = percentile(lat[label], q)
+        values[f"{label}_rps"] = sum(rates[label]) / WINDOWS
+    for q in (50, 99):
+        values[f"added_p{q}_ms"] = values[f"mesh_p{q}_ms"] - values[f"direct_p{q}_ms"]
+        values[f"forwarded_added_p{q}_ms"] = values[f"forwarded_p{q}_ms"] - values[f"direct_p{q}_ms"]
+    values["throughput_ratio"] = values["mesh_rps"] / values["direct_rps"]
 
 
-def cold(bench: Bench, out: Figures, loads: int) -> None:
+def cold(bench: Bench, figures: EngineFigures, loads: int) -> None:
     pool = bench.state["samples"]
     for k in range(loads):
         bench.register(f"bench-cold-{k}", pool[k % len(pool)], load=False)
     before = bench.metric_sum("modelmesh_cache_miss_milliseconds_count")
     times = [timed(bench.infer(k % len(bench.channels), f"bench-cold-{k}"), 1)[0] for k in range(loads)]
-    misses = bench.metric_sum("modelmesh_cache_miss_milliseconds_count") - before
-    out.add(f"cold loads ({loads} requests to models with no copy, S3 pull + MLServer load included):")
-    out.add(f"  p50 {percentile(times, 50):.1f} ms  p95 {percentile(times, 95):.1f} ms  max {max(times):.1f} ms "
-            f"(goal: p50 at most 150 ms; ModelMesh on GPUs: 200-500 ms); cache misses counted: {misses:.0f}")
+    figures.values.update(cold_p50_ms=percentile(times, 50), cold_p95_ms=percentile(times, 95), cold_max_ms=max(times),
+                          cold_misses=bench.metric_sum("modelmesh_cache_miss_milliseconds_count") - before)
 
 
-def density(bench: Bench, out: Figures, models: int, hot: int, rounds: int, warm_p50: float,
+def density(bench: Bench, figures: EngineFigures, models: int, hot: int, rounds: int,
             progress: Callable[[str], None]) -> None:
-    pool = bench.state["samples"]
+    pool = padded_samples(bench.state, DENSITY_PAD_BYTES)
+    failures = 0
+    registered = 0
     started = time.monotonic()
     for k in range(models):
         if k % 50 == 0:
-            progress(f"density: registering model {k}/{models} ({time.monotonic() - started:.0f} s)")
-        bench.register(f"dense-{k}", pool[k % len(pool)], load=True)
+            progress(f"{figures.engine}: density: registering model {k}/{models} ({time.monotonic() - started:.0f} s)")
+        try:
+            bench.register(f"dense-{k}", pool[k % len(pool)], load=True)
+            registered += 1
+        except grpc.RpcError:
+            failures += 1  # counted, not fatal: a refused load is a figure of its own
     evictions_before = bench.metric_sum("modelmesh_age_at_eviction_milliseconds_count")
     rng = random.Random(7)
-    hot_calls = [bench.infer(rng.randrange(len(bench.channels)), f"dense-{k}") for k in range(hot)]
+    hot_calls = [bench.infer(rng.randrange(len(bench.channels)), f"dense-{k}") for k in range(min(hot, models))]
     cold_names = [f"dense-{k}" for k in range(hot, models)]
+
+    def attempt(call: Callable[[], Any], into: list[float]) -> None:
+        nonlocal failures
+        try:
+            into.extend(timed(call, 1))
+        except grpc.RpcError:
+            failures += 1
+
+    warmup: list[float] = []
     for call in hot_calls:  # first touch: loads the hot set
-        call()
+        attempt(call, warmup)
     hot_times: list[float] = []
     cold_times: list[float] = []
     for r in range(rounds):
-        progress(f"density: round {r + 1}/{rounds}")
+        progress(f"{figures.engine}: density: round {r + 1}/{rounds}")
         for k, call in enumerate(hot_calls):
-            hot_times.extend(timed(call, 1))
-            if k % 10 == 0:  # one cold request per ten hot ones keeps eviction going
-                cold_times.extend(timed(bench.infer(rng.randrange(len(bench.channels)), rng.choice(cold_names)), 1))
-    evicted = bench.metric_sum("modelmesh_age_at_eviction_milliseconds_count") - evictions_before
-    p99 = percentile(hot_times, 99)
-    out.add(f"density ({models} registered on {len(bench.channels)} instances with room for "
-            f"{bench.state['options']['capacity_bytes'] // UNIT * len(bench.channels)}; hot set {hot}, "
-            f"{len(hot_times)} hot and {len(cold_times)} cold requests):")
-    out.add(f"  hot p50 {percentile(hot_times, 50):.3f} ms  hot p99 {p99:.3f} ms  cold p50 "
-            f"{percentile(cold_times, 50):.1f} ms  evictions during the run {evicted:.0f}")
-    out.add(f"  hot p99 / warm p50 = {p99 / warm_p50:.2f} (goal: at most 3; warm p50 is a request entering the "
-            f"instance that holds the model, while hot requests enter any instance, as through a Service); "
-            f"hot p99 / hot p50 = {p99 / percentile(hot_times, 50):.2f}")
+            attempt(call, hot_times)
+            if k % 10 == 0 and cold_names:  # one cold request per ten hot ones keeps eviction going
+                attempt(bench.infer(rng.randrange(len(bench.channels)), rng.choice(cold_names)), cold_times)
+    values = figures.values
+    values.update(density_registered=registered, density_failures=failures,
+                  density_evictions=bench.metric_sum("modelmesh_age_at_eviction_milliseconds_count") - evictions_before)
+    if hot_times:
+        values.update(density_hot_p50_ms=percentile(hot_times, 50), density_hot_p99_ms=percentile(hot_times, 99))
+        if "mesh_p50_ms" in values:
+            values["density_hot_p99_over_warm_p50"] = values["density_hot_p99_ms"] / values["mesh_p50_ms"]
+    figures.skip(["density_hot_p50_ms", "density_hot_p99_ms", "density_hot_p99_over_warm_p50"],
+                 "no warm p50 to compare with" if hot_times else "every hot request failed")
+    if cold_times:
+        values["density_cold_p50_ms"] = percentile(cold_times, 50)
+    figures.skip(["density_cold_p50_ms"], "every cold request failed" if cold_names else "no model outside the hot set")
 
 
-def run(progress: Callable[[str], None], requests_n: int = 2000, seconds: float = 5.0, clients: int = 4,
-        cold_loads: int = 40, models: int = 1000, hot: int = 50, rounds: int = 10) -> str:
-    """Two meshes in turn: roomy for latency and cold loads, then one with room for about 100 models."""
-    out = Figures([])
-    control.down(MESH)
-    progress("starting a 3-instance mesh")
-    state = control.up(control.Options(samples=10, register_samples=False), progress, MESH)
-    bench = Bench(state)
+def measure(engine: str, settings: Settings, progress: Callable[[str], None]) -> EngineFigures:
+    """One engine's figures. A phase that fails skips its figures with the reason; the other phases still run,
+    and so does the next engine."""
+    figures = EngineFigures(engine)
+    options = control.Options(instances=settings.instances, capacity_bytes=settings.capacity_bytes,
+                              samples=settings.samples, register_samples=False, engine=engine)
     try:
-        progress("warm latency and throughput")
-        warm_p50 = latency(bench, out, requests_n, seconds, clients)
-        progress("cold loads")
-        cold(bench, out, cold_loads)
-    finally:
-        bench.close()
-        control.down(MESH)
-    progress("starting a 3-instance mesh with room for about 100 models")
-    per_instance = (100 // 3 + 1) * UNIT
-    state = control.up(control.Options(samples=10, register_samples=False, capacity_bytes=per_instance,
-                                       min_churn_age_ms=1000), progress, MESH)
-    bench = Bench(state)
+        with mesh(engine, options, progress) as bench:
+            progress(f"{engine}: warm latency and throughput")
+            try:
+                latency(bench, figures, settings.requests, settings.seconds, settings.clients)
+            except (grpc.RpcError, ToolError, OSError) as error:
+                figures.skip(LATENCY_KEYS, f"warm latency failed: {one_line(error)}")
+            progress(f"{engine}: cold loads")
+            try:
+                cold(bench, figures, settings.cold_loads)
+            except (grpc.RpcError, OSError) as error:
+                figures.skip(COLD_KEYS, f"cold loads failed: {one_line(error)}")
+    except ToolError as error:  # the mesh did not start: nothing of the first mesh can be measured
+        figures.skip(LATENCY_KEYS + COLD_KEYS, f"the mesh did not start: {one_line(error)}")
+    density_options = control.Options(instances=settings.instances, capacity_bytes=settings.density_capacity_bytes,
+                                      samples=settings.samples, register_samples=False, min_churn_age_ms=1000,
+                                      engine=engine)
     try:
-        density(bench, out, models, hot, rounds, warm_p50, progress)
-    finally:
-        bench.close()
-        control.down(MESH)
-    return "\n".join(out.lines)
+        with mesh(engine, density_options, progress) as bench:
+            density(bench, figures, settings.models, settings.hot, settings.rounds, progress)
+    except (grpc.RpcError, ToolError, OSError) as error:
+        figures.skip(DENSITY_KEYS, f"density failed: {one_line(error)}")
+    return figures
+
+
+def run(progress: Callable[[str], None], engines: list[str], requests_n: int = 2000, seconds: float = 5.0,
+        clients: int = 4, cold_loads: int = 40, models: int = 1000, hot: int = 50, rounds: int = 10,
+        output: str = "text") -> tuple[str, bool]:
+    """The figures rendered as text or JSON, and whether every engine measured at least one figure."""
+    settings = Settings(instances=INSTANCES, samples=SAMPLES, capacity_bytes=CAPACITY_BYTES, requests=requests_n,
+                        seconds=seconds, clients=clients, cold_loads=cold_loads, models=models, hot=hot,
+                        rounds=rounds, density_capacity_bytes=DENSITY_CAPACITY_BYTES)
+    figures = [measure(engine, settings, progress) for engine in engines]
+    today = date.today().isoformat()
+    text = to_json(settings, figures, today) if output == "json" else render_text(settings, figures, today)
+    return text, all(f.measured() for f in figures)
