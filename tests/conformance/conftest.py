@@ -395,14 +395,14 @@ def fill_every_pod(deployments: Deployments, room: dict[str, int], prefix: str) 
     while True:
         where = {m.name: target.copy_locations(m.name) for m in made}
         per_pod = {pod: [m for m in made if where[m.name] == [pod]] for pod in room}
-        missing = sum(room.values()) - sum(len(models) for models in per_pod.values())
-        if not missing and all(len(per_pod[pod]) == room[pod] for pod in room):
+        missing = sum(max(0, room[pod] - len(models)) for pod, models in per_pod.items())
+        if not missing:
             return per_pod
         if len(made) + missing > limit:
             pytest.fail(f"{len(made)} models deployed and the pods hold {({p: len(m) for p, m in per_pod.items()})} "
                         f"of the {room} they have room for")
         made += deploy_paced(deployments, [(f"{prefix}-{len(made) + i:02d}", samples[(len(made) + i) % len(samples)])
-                                           for i in range(max(missing, 1))])
+                                           for i in range(missing)])
 
 
 def pod_value(target: Target, pod: str, name: str) -> float:

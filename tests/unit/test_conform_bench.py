@@ -35,17 +35,17 @@ def test_figures_with_goals_and_verdicts() -> None:
     overhead = bench.Overhead([0.9] * 99 + [5.0], [0.8] * 99 + [4.0])
     text = bench.render(suite, overhead)
     assert "exit 0: 27 passed, 1 skipped" in text
-    assert "wall 95.2 s (goal: at most 180 s): met" in text
+    assert "wall 95.2 s (goal: at most 360 s): met" in text
     assert "overhead p50 0.100 ms (goal: at most 0.2 ms): met" in text
     assert "p99  5.000 ms" in text
     assert "not shown" not in text
 
 
 def test_missed_goals_and_a_failed_suite_show_its_output() -> None:
-    suite = bench.SuiteRun(200.0, 1, {}, ["E   assert 1 == 2", "mmgitops: error: boom"])
+    suite = bench.SuiteRun(400.0, 1, {}, ["E   assert 1 == 2", "mmgitops: error: boom"])
     text = bench.render(suite, bench.Overhead([1.5], [1.0]))
     assert "exit 1: no pytest summary line" in text
-    assert "wall 200.0 s (goal: at most 180 s): missed" in text
+    assert "wall 400.0 s (goal: at most 360 s): missed" in text
     assert text.splitlines()[4:6] == ["    E   assert 1 == 2", "    mmgitops: error: boom"]
     assert "overhead p50 0.500 ms (goal: at most 0.2 ms): missed" in text
 

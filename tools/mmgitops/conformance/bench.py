@@ -23,7 +23,10 @@ from mmgitops.conformance.run import leftover_root, suite_root
 from mmgitops.errors import ToolError
 from mmgitops.mesh.bench_report import percentile, timed
 
-SUITE_GOAL_S = 180.0
+# ModelMesh's own clocks set the floor: every load of a fill starts 2 s after the one before
+# (INSTANCE_REC_PUBLISH_MIN_PERIOD_MS), about 60 of them, and a group that needs empty pods may wait for the
+# 40 s publish task (INSTANCE_REC_PUBLISH_FREQ_MS).
+SUITE_GOAL_S = 360.0
 OVERHEAD_GOAL_MS = 0.2
 TAIL_LINES = 20
 WARMUP = 200
