@@ -265,7 +265,7 @@ def cluster_runtime(request: pytest.FixtureRequest, kind: str, replicas: int, ca
         chosen = cluster_target.open_target(
             made, runtime, int(str(option(config, "conformance_churn_ms", mesh_target.EMBEDDED_CHURN_MS))),
             str(option(config, "conformance_resolver", "port-forward")))
-        config.stash[plugin.TARGET_INFO]["server"] = str(made.api.configuration.host)
+        config.stash[plugin.TARGET_INFO].update(server=str(made.api.configuration.host), **chosen.backing())
     except ToolError as error:
         pytest.fail(str(error))
     try:

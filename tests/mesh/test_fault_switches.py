@@ -31,8 +31,11 @@ def test_wrong_model_answers_with_another_model(mesh):
 
 def test_no_forward_refuses_requests_entering_an_instance_without_a_copy(mesh):
     model_id = mesh.register("isvc-c", "sample-01", instance=1)
-    holder = mesh.ids().index(mesh.status(model_id).modelCopyInfos[0].location)
-    error = rpc_error(lambda: mesh.infer("", 1 - holder, metadata=(("mm-model-id", model_id),)))
+    # wrong-model is on here too: a request is served as the first other registered model, isvc-a's. It enters
+    # where that model has no copy, so that serving it needs a forward.
+    served = mesh.register("isvc-a", "sample-00")
+    entering = 1 - mesh.ids().index(mesh.status(served).modelCopyInfos[0].location)
+    error = rpc_error(lambda: mesh.infer("", entering, metadata=(("mm-model-id", model_id),)))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
 
 

@@ -211,8 +211,9 @@ def test_upload_records_the_s3_path_and_size(s3, uploaded):
         assert sample.s3_path == f"models/{sample.name}/model.joblib"
         head = client.head_object(Bucket=BUCKET, Key=sample.s3_path)
         assert head["ContentLength"] == sample.size == sample.path.stat().st_size
+    # modelmesh-serving's ModelKeyInfo: the puller adds disk_size_bytes itself after the download.
     assert json.loads(uploaded[1].model_key(STORAGE)) == {
-        "storage_key": STORAGE, "bucket": BUCKET, "disk_size_bytes": uploaded[1].size}
+        "storage_key": STORAGE, "storage_params": {"bucket": BUCKET}, "model_type": {"name": "sklearn"}}
 
 
 # --- the SPI with the puller ----------------------------------------------------------------------------

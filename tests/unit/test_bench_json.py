@@ -35,14 +35,14 @@ def test_conform_json_has_the_texts_figures() -> None:
     data = json.loads(conform_bench.to_json(suite, overhead))
     assert data["bench"] == "conform"
     assert data["suite"] == {"wall_s": 95.2, "exit_code": 0, "counts": {"passed": 27, "skipped": 1},
-                             "wall_goal_max_s": 180.0, "goal_met": True, "tail": []}
+                             "wall_goal_max_s": 360.0, "goal_met": True, "tail": []}
     assert data["overhead"] == {"requests": 100, "harness_p50_ms": 0.9, "harness_p99_ms": 5.0, "bare_p50_ms": 0.8,
                                 "bare_p99_ms": 4.0, "added_p50_ms": pytest.approx(0.1), "added_goal_max_ms": 0.2,
                                 "goal_met": True}
 
 
 def test_conform_json_of_a_failed_suite_carries_its_output_and_none_without_it() -> None:
-    failed = conform_bench.SuiteRun(200.0, 1, {}, ["E   assert 1 == 2"])
+    failed = conform_bench.SuiteRun(400.0, 1, {}, ["E   assert 1 == 2"])
     data = json.loads(conform_bench.to_json(failed, conform_bench.Overhead([1.5], [1.0])))
     assert data["suite"]["goal_met"] is False and data["suite"]["tail"] == ["E   assert 1 == 2"]
     assert data["overhead"]["goal_met"] is False

@@ -19,14 +19,18 @@ PROFILE = Path("overlays/conformance")
 CHURN_MS = 1500  # what the profile's fast-churn component sets
 
 
-def prepare(root: Path, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Steps 1 and 2: the local cluster's info, once the profile is applied and healthy."""
+def prepare(root: Path, progress: Callable[[str], None], engine: str | None = None) -> dict[str, Any]:
+    """Steps 1 and 2: the local cluster's info, once the profile is applied and healthy. engine: what backs
+    the runtime pods (embedded or reference) of a cluster started here; a running cluster must match it."""
     from mmgitops.apply import apply as apply_mod
     from mmgitops.local import cluster
 
     info = cluster.read_state()
     if info is None:
-        info = cluster.up(progress)
+        info = cluster.up(progress, engine or "embedded")
+    elif engine is not None and info.get("engine", "embedded") != engine:
+        raise ToolError(f"the local cluster {cluster.name()!r} is up with the {info.get('engine', 'embedded')} "
+                        f"mesh engine: `mmgitops local cluster down` first, or run the demo without --engine")
     elif "storage_config" not in info:
         raise ToolError(f"the local cluster {cluster.name()!r} was started by an older mmgitops (it has no S3 "
                         f"server): `mmgitops local cluster down`, then run the demo again")

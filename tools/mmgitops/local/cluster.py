@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.local import binaries, nodes
 from mmgitops.standins import modelmesh
+from mmgitops.standins.modelmesh import engines
 
 S3_KEY, S3_BUCKET = "localS3", "models"
 
@@ -88,11 +90,16 @@ def read_state() -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def up(progress: Callable[[str], None]) -> dict[str, Any]:
+def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[str, Any]:
+    """engine: what backs each runtime pod, an embedded local-mesh instance or a reference pod (real ModelMesh)."""
+    if engine not in engines.ENGINES:
+        raise ToolError(f"--engine {engine}: choose one of {', '.join(engines.ENGINES)}")
     if read_state():
         raise ToolError(f"a local cluster is already up (kubeconfig {kubeconfig_path()}): "
                         "`mmgitops local cluster down` first")
     started = time.monotonic()
+    if engine == engines.REFERENCE:
+        _check_reference(progress)
     bins, built = binaries.ensure(progress)
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
@@ -113,7 +120,7 @@ def up(progress: Callable[[str], None]) -> dict[str, Any]:
         raise ToolError(f"kwokctl create cluster failed: {_last_message(proc.stderr or proc.stdout)} "
                         f"(log: {state / 'kwokctl.log'})")
     info = {"name": name(), "kubeconfig": str(kubeconfig_path()), "ports": ports,
-            "server": f"https://127.0.0.1:{ports['apiserver']}", "built": built}
+            "server": f"https://127.0.0.1:{ports['apiserver']}", "built": built, "engine": engine}
     (state / "cluster.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     from mmgitops.local import bootstrap
 
@@ -121,7 +128,7 @@ def up(progress: Callable[[str], None]) -> dict[str, Any]:
         progress("adding nodes and installing the pinned CRDs")
         bootstrap.populate(kubeconfig_path(), nodes.cluster_nodes())
         progress("starting the operator stand-ins and an S3 server")
-        info["standins_pid"] = _start_standins(state)
+        info["standins_pid"] = _start_standins(state, engine)
         info.update(_start_s3(state))
     except BaseException:
         down()  # a half-started cluster helps nobody: stop what this call started
@@ -131,11 +138,22 @@ def up(progress: Callable[[str], None]) -> dict[str, Any]:
     return info
 
 
-def _start_standins(state: Path) -> int:
+def _check_reference(progress: Callable[[str], None]) -> None:
+    """Before anything starts: reference pods need root (a network namespace) and their binaries (built from
+    the upstream sources, or cached)."""
+    from mmgitops.reference import build
+
+    if os.geteuid() != 0:
+        raise ToolError("--engine reference: reference pods need root for their network namespace")
+    build.build(None, lambda text: progress(f"building the reference pods: {text}"))
+
+
+def _start_standins(state: Path, engine: str) -> int:
     log = (state / "standins.log").open("a", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "mmgitops.standins", "--kubeconfig", str(kubeconfig_path()),
                              "--state", str(state)],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, engines.ENGINE_ENV: engine})
     (state / "standins.pid").write_text(str(proc.pid), encoding="utf-8")
     return proc.pid
 
@@ -191,9 +209,8 @@ def down() -> list[str]:
                 procs.stop(pid)
             stopped.append(f"{component} (pid {pid})")
     if state.exists():
-        for path in sorted(state.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-        state.rmdir()
+        # rmtree removes symlinks as links: a reference pod's state links into the build cache
+        shutil.rmtree(state)
     return stopped
 
 
@@ -212,4 +229,4 @@ def status() -> dict[str, Any]:
         processes["s3"] = {"pid": pid, "running": procs.alive(pid)}
     for what, pid in modelmesh.recorded(state_dir() / "modelmesh").items():
         processes[what] = {"pid": pid, "running": procs.alive(pid)}
-    return {"up": True, **info, "processes": processes}
+    return {"up": True, "engine": engines.EMBEDDED, **info, "processes": processes}

@@ -239,15 +239,20 @@ def _last_line(path: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def register_samples(state: dict[str, Any]) -> None:
-    """Each sample as ModelMesh-serving registers an InferenceService: a vmodel named after it, loaded now."""
+# The owner modelmesh-serving gives an InferenceService's vmodel (InferenceServiceCRSourceId).
+ISVC_OWNER = "isvc"
+
+
+def register_samples(state: dict[str, Any], timeout: float = 120.0) -> None:
+    """Each sample as modelmesh-serving registers an InferenceService (controllers/predictor_controller.go
+    setVModel): a vmodel named after it, owner `isvc`, type `mt:sklearn`, the key as its ModelKeyInfo, loaded now."""
     with grpc.insecure_channel(state["instances"][0]["grpc"]) as channel:
         stub = mesh_grpc.ModelMeshStub(channel)
         for sample in state["samples"]:
             stub.setVModel(mesh_pb.SetVModelRequest(
-                vModelId=sample["name"], targetModelId=sample["model_id"], owner="mmgitops", loadNow=True,
+                vModelId=sample["name"], targetModelId=sample["model_id"], owner=ISVC_OWNER, loadNow=True,
                 sync=True, autoDeleteTargetModel=True, modelInfo=mesh_pb.ModelInfo(
-                    type=SAMPLE_TYPE, path=sample["path"], key=model_key(sample))), timeout=120)
+                    type=SAMPLE_TYPE, path=sample["path"], key=model_key(sample))), timeout=timeout)
 
 
 def model_key(sample: dict[str, Any]) -> str:

@@ -63,13 +63,13 @@ def _serve(client: socket.socket, inner: int) -> None:
     upstream.close()
 
 
-def run(holder: int, routes: list[tuple[str, int, int]]) -> None:
-    listeners = listen(routes)
-    netns.enter(holder)
+def relay_forever(listeners: list[tuple[socket.socket, int]], ready: str) -> None:
+    """Accept on every listener and relay each connection to 127.0.0.1:<its port> of the calling thread's
+    namespace; print `ready` once listening."""
     selector = selectors.DefaultSelector()
     for sock, inner in listeners:
         selector.register(sock, selectors.EVENT_READ, inner)
-    print("bridge ready", flush=True)
+    print(ready, flush=True)
     while True:
         for key, _ in selector.select():
             try:
@@ -77,6 +77,12 @@ def run(holder: int, routes: list[tuple[str, int, int]]) -> None:
             except OSError:
                 continue
             threading.Thread(target=_serve, args=(client, key.data), daemon=True).start()
+
+
+def run(holder: int, routes: list[tuple[str, int, int]]) -> None:
+    listeners = listen(routes)
+    netns.enter(holder)
+    relay_forever(listeners, "bridge ready")
 
 
 def main(argv: list[str] | None = None) -> int:

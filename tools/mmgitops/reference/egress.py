@@ -10,13 +10,14 @@ their upstream connections here.
 from __future__ import annotations
 
 import argparse
-import selectors
 import socket
 import sys
 import threading
 
 from mmgitops.reference import netns
-from mmgitops.reference.bridge import _serve as relay  # one relay per connection, upstream in the caller's ns
+
+# one relay per connection, its upstream made in the calling thread's namespace
+from mmgitops.reference.bridge import relay_forever
 
 
 def listen_inside(holder: int, ports: list[int]) -> list[tuple[socket.socket, int]]:
@@ -42,17 +43,7 @@ def listen_inside(holder: int, ports: list[int]) -> list[tuple[socket.socket, in
 
 
 def run(holder: int, ports: list[int]) -> None:
-    selector = selectors.DefaultSelector()
-    for sock, port in listen_inside(holder, ports):
-        selector.register(sock, selectors.EVENT_READ, port)
-    print("egress ready", flush=True)
-    while True:
-        for key, _ in selector.select():
-            try:
-                client, _addr = key.fileobj.accept()  # type: ignore[union-attr]
-            except OSError:
-                continue
-            threading.Thread(target=relay, args=(client, key.data), daemon=True).start()
+    relay_forever(listen_inside(holder, ports), "egress ready")
 
 
 def main(argv: list[str] | None = None) -> int:

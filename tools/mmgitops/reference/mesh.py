@@ -27,7 +27,6 @@ from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.mesh import control, etcdserver, samples, sizing, storage
 from mmgitops.reference import build, netns, podspec
-from mmgitops.reference.register import register_samples
 
 SERVICES_HOST = 250  # last octet of the etcd / S3 address in the mesh's block
 READY_TIMEOUT = 240.0
@@ -173,7 +172,7 @@ def _start(options: control.Options, built: build.Built, root: Path, state: dict
         list(pool.map(wait_ready, state["instances"]))
     if options.register_samples and state.get("samples"):
         progress("registering the samples as the controller registers InferenceServices")
-        register_samples(state)
+        control.register_samples(state)
 
 
 def _mlserver_version() -> str:

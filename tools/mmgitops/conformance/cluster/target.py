@@ -34,6 +34,8 @@ from mmgitops.errors import ToolError
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
 POD_WAIT_S = 300.0
+# Written by the local cluster's ModelMesh stand-in on the runtime pods it backs (standins/modelmesh/controller.py).
+ENGINE_ANNOTATION, COMMIT_ANNOTATION = "mmgitops.io/mesh-engine", "mmgitops.io/reference-commit"
 PORTS = {"grpc": 8033, "rest": 8008, "metrics": 2112, "probes": 8089}
 
 
@@ -147,7 +149,7 @@ class ClusterTarget:
     def _create_isvc(self, name: str, sample: SampleRef) -> None:
         key = json.loads(sample.key)
         body = objects.inference_service(name, self.session.run_id, self.runtime, sample.type, key["storage_key"],
-                                         key["bucket"], sample.path)
+                                         key["storage_params"]["bucket"], sample.path)
         s = self.session
         try:
             s.custom.create_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], body)
@@ -244,6 +246,17 @@ class ClusterTarget:
         self._drop(pod)
 
     # ---- readiness --------------------------------------------------------------------------
+    def backing(self) -> dict[str, str]:
+        """What runs in the runtime pods when this project's local cluster made them (the annotations its
+        ModelMesh stand-in writes: the embedded mesh or reference pods, and the reference's commit); {} on a
+        real cluster."""
+        for pod in self._runtime_pods():
+            notes = pod.metadata.annotations or {}
+            if notes.get(ENGINE_ANNOTATION):
+                return {"mesh_engine": notes[ENGINE_ANNOTATION],
+                        **({"reference_commit": notes[COMMIT_ANNOTATION]} if notes.get(COMMIT_ANNOTATION) else {})}
+        return {}
+
     def platform(self) -> Platform:
         return platform.read(self.session, self.runtime_body, self._runtime_pods())
 

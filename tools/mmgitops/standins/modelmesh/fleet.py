@@ -1,8 +1,9 @@
-"""A local mesh instance behind each runtime pod: started when kwok runs the pod, killed when the pod goes.
+"""An embedded local mesh instance behind each runtime pod: started when kwok runs the pod, killed when it goes.
 
-All instances of one runtime in one namespace form one mesh (one registry prefix in a shared etcd), as the
-pods of a ModelMesh runtime do. Every process is recorded in fleet.json, so `mmgitops local cluster down`
-can stop them by PID even if the stand-in itself was killed.
+All instances of one namespace form one mesh (one registry prefix in a shared etcd), as all the runtime
+pods of a namespace do in ModelMesh; each carries its runtime's labels and default model size. Every
+process is recorded in fleet.json, so `mmgitops local cluster down` can stop them by PID even if the
+stand-in itself was killed.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
 
 from mmgitops import procs
 from mmgitops.mesh import control, etcdserver, samples
 from mmgitops.mesh.serve import InstanceConfig
 from mmgitops.standins.modelmesh import FLEET_FILE
-from mmgitops.standins.modelmesh.config import RuntimeSettings
+from mmgitops.standins.modelmesh.config import RuntimeSettings, registry_prefix
 
 START_TIMEOUT_S = 120.0
 
@@ -34,7 +34,8 @@ class Instance:
     pod: str
     runtime: str
     instance_id: str
-    process: dict[str, Any]  # what control.start_instance returned, plus the ports once bound
+    process: dict[str, Any]  # pid, log, and grpc/rest/metrics/probes once bound
+    labels: tuple[str, ...] = ()  # MM_LABELS: which model types the instance may hold
     started: float = field(default_factory=time.monotonic)
     ready: bool = False
     failed: str = ""
@@ -60,6 +61,10 @@ class Fleet:
         self.etcd: etcdserver.EtcdServer | None = None
         self._warmup: Path | None = None
 
+    def sync_namespace(self, namespace: str, table: dict[str, tuple[str, ...]], storage_dir: Path) -> None:
+        """Nothing to do: an embedded instance builds its type constraints from the labels of the live
+        instances, and reads its storage config from the directory as it is at each load."""
+
     def _ensure_etcd(self) -> str:
         if self.etcd is None or not procs.alive(self.etcd.pid):
             self.root.mkdir(parents=True, exist_ok=True)
@@ -76,11 +81,13 @@ class Fleet:
               churn_ms: int, storage_dir: Path) -> Instance:
         work = self.root / namespace / pod
         config = InstanceConfig(
-            instance_id=instance_id, etcd=self._ensure_etcd(), prefix=f"/mmesh/{namespace}/{runtime}/",
+            instance_id=instance_id, etcd=self._ensure_etcd(), prefix=registry_prefix(namespace),
             work_dir=str(work), capacity_bytes=settings.capacity_bytes, min_churn_age_ms=churn_ms,
             load_timeout_ms=settings.load_timeout_ms, max_loading_concurrency=settings.max_loading_concurrency,
-            storage_config=str(storage_dir), warmup_model=self._warmup_model())
-        instance = Instance(namespace, pod, runtime, instance_id, control.start_instance(config, work))
+            storage_config=str(storage_dir), warmup_model=self._warmup_model(),
+            default_model_size_bytes=settings.default_model_size_bytes, labels=list(settings.labels))
+        instance = Instance(namespace, pod, runtime, instance_id, control.start_instance(config, work),
+                            labels=settings.labels)
         self.instances[(namespace, pod)] = instance
         self._save()
         return instance
@@ -100,14 +107,10 @@ class Fleet:
         if "grpc" not in instance.process:
             bound = json.loads(ports.read_text(encoding="utf-8"))
             instance.process.update(grpc=f"127.0.0.1:{bound['grpc']}", rest=f"http://127.0.0.1:{bound['rest']}",
-                                    metrics=f"http://127.0.0.1:{bound['metrics']}/metrics")
-        with grpc.insecure_channel(instance.process["grpc"]) as channel:
-            try:
-                ready = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel).ServerReady(
-                    dataplane_pb2.ServerReadyRequest(), timeout=0.5).ready
-            except grpc.RpcError:
-                ready = False
-        instance.ready = bool(ready)
+                                    metrics=f"http://127.0.0.1:{bound['metrics']}/metrics",
+                                    probes=f"http://127.0.0.1:{bound['probes']}")
+        # The pod's readiness probe (HTTP /ready): ServerReady on the mesh port needs a model id.
+        instance.ready = control.probe_ready(instance.process["probes"], timeout=0.5)
         return instance.ready
 
     def stop(self, key: tuple[str, str], kill: bool) -> None:

@@ -1,0 +1,138 @@
+"""The ModelMesh stand-in on a real API server, with each mesh engine behind the runtime pods: one runtime, one
+InferenceService, Loaded with the status modelmesh-serving writes, and answering through a port-forward.
+
+The reference engine gets a cluster of its own (`local cluster up --engine reference`); it is skipped, with the
+reason, where the reference sources or root are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import tenacity
+from mmgitops.conformance import clients
+from mmgitops.conformance.cluster import objects
+from mmgitops.conformance.cluster import session as cluster_session
+from mmgitops.conformance.cluster.resolve import PortForward
+from mmgitops.errors import ToolError
+from mmgitops.schemas import catalog
+from mmgitops.standins.modelmesh.controller import (
+    COMMIT_ANNOTATION,
+    ENDPOINTS_ANNOTATION,
+    ENGINE_ANNOTATION,
+    PORT_FORWARD,
+)
+
+from tests.integration.conftest import ROOT, mmgitops
+
+pytestmark = pytest.mark.integration
+ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
+RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
+LOADED_WITHIN_S = 300  # a reference pod starts a JVM, MLServer and two Go programs on 2 busy cores
+
+
+def reference_skip_reason() -> str:
+    from mmgitops.reference import build
+
+    try:
+        build.find_sources(None)
+    except ToolError as exc:
+        return str(exc)
+    return "" if os.geteuid() == 0 else "reference pods need root for their network namespace"
+
+
+@pytest.fixture(scope="module")
+def reference_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    reason = reference_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    env = {**os.environ, "MMGITOPS_CLUSTER_NAME": "mmgitops-ref-test",
+           "MMGITOPS_STATE": str(tmp_path_factory.mktemp("ref-state"))}
+    mmgitops("local", "cluster", "down", env=env)
+    up = mmgitops("local", "cluster", "up", "--engine", "reference", "--format", "json", env=env)
+    if up.returncode != 0:
+        pytest.fail(f"local cluster up --engine reference failed: {up.stderr.strip()[-2000:]}")
+    try:
+        yield {**json.loads(up.stdout), "env": env}
+    finally:
+        mmgitops("local", "cluster", "down", env=env)
+
+
+def one_model_served(cluster: dict, engine: str, env: dict[str, str] | None = None) -> None:
+    run = cluster_session.Session(cluster_session.api_client(cluster["kubeconfig"]), secrets.token_hex(3),
+                                  Path(cluster["storage_config"]), "localS3")
+    run.open()
+    forward = PortForward(run.core, run.namespace)
+    try:
+        runtime = objects.serving_runtime(objects.read_template(ROOT, "cpu"), "it-cpu", run.run_id, 1, 9, gpu=False)
+        run.custom.create_namespaced_custom_object(*RUNTIMES[:2], run.namespace, RUNTIMES[2], runtime)
+        sample = run.samples[1]
+        key = json.loads(sample.key)
+        body = objects.inference_service("it-model", run.run_id, "it-cpu", sample.type, key["storage_key"],
+                                         key["storage_params"]["bucket"], sample.path)
+        run.custom.create_namespaced_custom_object(*ISVC[:2], run.namespace, ISVC[2], body)
+        found = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(LOADED_WITHIN_S), wait=tenacity.wait_fixed(1), reraise=True,
+            retry=tenacity.retry_if_result(lambda i: (i.get("status") or {}).get("modelStatus", {})
+                                           .get("states", {}).get("activeModelState") != "Loaded"))(
+            run.custom.get_namespaced_custom_object, *ISVC[:2], run.namespace, ISVC[2], "it-model")
+        status = found["status"]
+        assert status_errors(found) == []
+        assert status["modelStatus"]["transitionStatus"] == "UpToDate"
+        assert status["modelStatus"]["copies"] == {"failedCopies": 0, "totalCopies": 1}
+        assert {c["type"]: c["status"] for c in status["conditions"]} == {"PredictorReady": "True", "Ready": "True"}
+        assert status["components"]["predictor"]["grpcUrl"] == f"grpc://modelmesh-serving.{run.namespace}:8033"
+
+        pod = next(p for p in run.core.list_namespaced_pod(run.namespace).items
+                   if p.metadata.name.startswith("modelmesh-serving-it-cpu-"))
+        annotations = pod.metadata.annotations or {}
+        assert annotations[ENGINE_ANNOTATION] == engine
+        assert bool(annotations.get(COMMIT_ANNOTATION)) == (engine == "reference")
+        assert set(json.loads(annotations[ENDPOINTS_ANNOTATION])) == {"8033", "8008", "2112", "8089"}
+        forwards = run.custom.get_namespaced_custom_object(*PORT_FORWARD[:2], run.namespace, PORT_FORWARD[2],
+                                                           pod.metadata.name)["spec"]["forwards"]
+        assert sorted(f["ports"][0] for f in forwards) == [2112, 8008, 8033, 8089]
+
+        # Through the API server, as the suite and `kubectl port-forward` reach a pod.
+        assert clients.probe_ready(f"http://{forward.address(pod.metadata.name, 8089)}")
+        with grpc.insecure_channel(forward.address(pod.metadata.name, 8033)) as channel:
+            assert clients.Inference(channel).infer("it-model").answer == sample.answer
+        if env is not None:  # the cluster's status names the engine and the pod's processes
+            info = json.loads(mmgitops("local", "cluster", "status", "--format", "json", env=env).stdout)
+            assert info["engine"] == engine
+            assert f"instance {run.namespace}/{pod.metadata.name}" in info["processes"]
+    finally:
+        forward.close()
+        run.close()
+
+
+def status_errors(found: dict) -> list[str]:
+    _, validator = catalog.build().validator("serving.kserve.io", "v1beta1", "InferenceService")
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(found)]
+
+
+def test_an_inference_service_on_embedded_pods_loads_and_answers_through_a_port_forward(cluster):
+    one_model_served(cluster, "embedded")
+
+
+def test_an_inference_service_on_reference_pods_loads_and_answers_through_a_port_forward(reference_cluster):
+    one_model_served(reference_cluster, "reference", reference_cluster["env"])
+
+
+def test_cluster_down_stops_every_reference_process_by_pid(reference_cluster):
+    from mmgitops import procs
+
+    status = json.loads(mmgitops("local", "cluster", "status", "--format", "json",
+                                 env=reference_cluster["env"]).stdout)
+    pids = [p["pid"] for name, p in status["processes"].items() if name.startswith(("reference", "instance",
+                                                                                   "bridge"))]
+    down = mmgitops("local", "cluster", "down", env=reference_cluster["env"])
+    assert down.returncode == 0
+    assert [pid for pid in pids if procs.alive(pid)] == []
+
