@@ -1,7 +1,8 @@
 """The conformance suite's session: one Target for every check, and a per-run prefix on everything it creates.
 
-`pytest tests/conformance --target mesh` starts a small local mesh for the session and stops it after;
-`--endpoint HOST:PORT[,HOST:PORT...]` points the checks at running ModelMesh pods instead.
+`pytest tests/conformance --target mesh` starts a small local mesh for the session and stops it after (the
+embedded one, or reference pods with `--engine reference`); `--endpoint POD=HOST:PORT[,...]` points the checks at
+running ModelMesh pods instead, with the sample models staged in `--storage-config`.
 `--target cluster` creates a namespace of the run's own on the kubeconfig's cluster, with two ServingRuntimes
 made from this repo's templates (a CPU one and a one-replica GPU one), and deletes it at the end.
 Locally, the packing and resilience checks start meshes of their own shape (one GPU pod; a mesh to kill a
