@@ -20,18 +20,22 @@ GRPC_PORT, REST_PORT = 8033, 8008
 
 
 @pytest.fixture(scope="module")
-def platform(target: Target, deployments: Deployments) -> Platform:
-    try:
-        target.platform()
-    except TargetError as error:
-        pytest.skip(error.message)
+def loaded(target: Target, deployments: Deployments) -> None:
+    """Models on the target, so that its runtime has pods: ModelMesh-serving scales an unused runtime to zero."""
     models = [deployments.deploy(f"ready-{i}", s) for i, s in enumerate(distinct_samples(target, MODELS))]
     for model in models:
         wait_for_state(target, model.name, LOADED)
-    return target.platform()
 
 
-def test_every_pod_answers_its_readiness_probe(target):
+@pytest.fixture(scope="module")
+def platform(target: Target, loaded: None) -> Platform:
+    try:
+        return target.platform()
+    except TargetError as error:
+        pytest.skip(error.message)
+
+
+def test_every_pod_answers_its_readiness_probe(target, loaded):
     pods = target.pods()
     assert pods, "the target has no pod"
     assert {pod: target.probe_ready(pod) for pod in pods} == {pod: True for pod in pods}

@@ -82,7 +82,7 @@ def test_app_of_apps_children_wait_on_each_other(cli):
 
 
 @pytest.mark.static
-def test_fast_churn_restates_the_base_config_but_for_the_churn_age():
+def test_fast_churn_restates_the_base_config_but_for_the_churn_age_and_the_scale_to_zero_grace():
     import yaml
 
     def config_yaml(path: str) -> dict:
@@ -94,4 +94,5 @@ def test_fast_churn_restates_the_base_config_but_for_the_churn_age():
     assert fast.pop("internalModelMeshEnvVars") == [{"name": "CUSTOM_JVM_ARGS",
                                                      "value": "-Dtas.min_churn_age_ms=1500"}]
     base.pop("internalModelMeshEnvVars")
+    assert (base["scaleToZero"].pop("gracePeriodSeconds"), fast["scaleToZero"].pop("gracePeriodSeconds")) == (60, 600)
     assert fast == base
