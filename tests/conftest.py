@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mmgitops.cli import main
+from mmgitops.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 # The conformance suite's measurements and report; pytest takes plugins from the top-level conftest only.

@@ -21,8 +21,8 @@ from mmgitops.conformance.cluster import objects
 from mmgitops.conformance.cluster import session as cluster_session
 from mmgitops.conformance.cluster.resolve import PortForward
 from mmgitops.errors import ToolError
-from mmgitops.schemas import catalog
-from mmgitops.standins.modelmesh.controller import (
+from mmgitops.gitops.schemas import catalog
+from mmgitops.lab.standins.modelmesh.controller import (
     COMMIT_ANNOTATION,
     ENDPOINTS_ANNOTATION,
     ENGINE_ANNOTATION,
@@ -38,7 +38,7 @@ LOADED_WITHIN_S = 300  # a reference pod starts a JVM, MLServer and two Go progr
 
 
 def reference_skip_reason() -> str:
-    from mmgitops.reference import build
+    from mmgitops.lab.reference import build
 
     try:
         build.find_sources(None)

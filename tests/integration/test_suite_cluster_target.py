@@ -20,7 +20,7 @@ from mmgitops.conformance import staging
 from mmgitops.conformance.cluster import objects, session
 from mmgitops.conformance.cluster.resolve import Annotation
 from mmgitops.conformance.cluster.target import ClusterTarget
-from mmgitops.mesh import storage
+from mmgitops.lab.mesh import storage
 
 from tests.integration.conftest import ROOT, mmgitops
 

@@ -15,9 +15,9 @@ from mmgitops.conformance.cluster import session as cluster_session
 from mmgitops.conformance.cluster.resolve import Annotation
 from mmgitops.conformance.cluster.target import ClusterTarget
 from mmgitops.conformance.target import LOADED, TargetError
-from mmgitops.schemas import catalog
-from mmgitops.standins import modelmesh
-from mmgitops.standins.modelmesh.controller import ENGINE_ANNOTATION as ENGINE
+from mmgitops.gitops.schemas import catalog
+from mmgitops.lab.standins import modelmesh
+from mmgitops.lab.standins.modelmesh.controller import ENGINE_ANNOTATION as ENGINE
 
 from tests.integration.conftest import ROOT, mmgitops
 

@@ -16,8 +16,9 @@ import grpc
 import pytest
 import requests
 from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
-from mmgitops.mesh import control, samples
-from mmgitops.mesh.peers import mesh_grpc, mesh_pb
+from mmgitops.lab.mesh import control
+from mmgitops.lab.mesh.peers import mesh_grpc, mesh_pb
+from mmgitops.modelmesh import samples
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +82,7 @@ class Mesh:
 
     def upload_padded(self, tmp: Path, count: int, pad_bytes: int, first: int = 0) -> list[dict[str, Any]]:
         """Samples that weigh pad_bytes on disk, uploaded to this mesh's S3 under models-padded/."""
-        from mmgitops.mesh import storage
+        from mmgitops.lab.mesh import storage
 
         entry = storage.load_config(control.state_dir(self.state["name"], Path(self.env["MMGITOPS_STATE"]))
                                     / "storage-config.json")[control.STORAGE_KEY]

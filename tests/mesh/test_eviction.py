@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from mmgitops.mesh.cache import UNIT
+from mmgitops.lab.mesh.cache import UNIT
 
 from tests.mesh.conftest import Mesh, Status, local_mesh, mmgitops, rpc_error, wait_for
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 import requests
-from mmgitops.mesh.peers import mesh_pb
-from mmgitops.mesh.samples import PROBE_JSON
+from mmgitops.lab.mesh.peers import mesh_pb
+from mmgitops.modelmesh.samples import PROBE_JSON
 
 from tests.mesh.conftest import Mesh, Status, local_mesh, rpc_error, wait_for
 

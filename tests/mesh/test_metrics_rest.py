@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import requests
 from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
-from mmgitops.mesh import adapter, metrics, modelserver, rest
-from mmgitops.mesh.modelserver import free_port
+from mmgitops.lab.mesh import adapter, metrics, modelserver, rest
+from mmgitops.lab.mesh.modelserver import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 

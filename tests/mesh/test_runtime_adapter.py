@@ -10,8 +10,8 @@ import joblib
 import numpy as np
 import pytest
 from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
-from mmgitops.mesh import adapter, modelserver
-from mmgitops.mesh.modelserver import free_port
+from mmgitops.lab.mesh import adapter, modelserver
+from mmgitops.lab.mesh.modelserver import free_port
 from sklearn.linear_model import LogisticRegression
 
 pytestmark = pytest.mark.mesh

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from mlserver.grpc import dataplane_pb2_grpc
 from mmgitops.errors import ToolError
-from mmgitops.mesh import adapter, modelserver, samples, storage
-from mmgitops.mesh.modelserver import free_port
+from mmgitops.lab.mesh import adapter, modelserver, storage
+from mmgitops.lab.mesh.modelserver import free_port
+from mmgitops.modelmesh import samples
 
 pytestmark = pytest.mark.mesh
 pb = adapter.pb

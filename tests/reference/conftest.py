@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from mmgitops.errors import ToolError
-from mmgitops.reference import build
+from mmgitops.lab.reference import build
 
 ROOT = Path(__file__).resolve().parents[2]
 

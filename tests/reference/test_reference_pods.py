@@ -12,7 +12,7 @@ import pytest
 import requests
 from mlserver.grpc import dataplane_pb2_grpc
 from mmgitops import procs
-from mmgitops.mesh import samples
+from mmgitops.modelmesh import samples
 
 from tests.reference.conftest import mmgitops
 

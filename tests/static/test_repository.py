@@ -64,7 +64,7 @@ def test_sync_plan_is_valid(cli, path):
 @pytest.mark.static
 @pytest.mark.parametrize("overlay", ["serving", "full", "dev"])
 def test_rhoai_instance_overlay_manages_modelmesh(overlay):
-    from mmgitops import render
+    from mmgitops.gitops import render
 
     out = render.render_kustomization(render.find_kubectl(), render.Target(
         Path(f"components/instances/rhoai-instance/overlays/{overlay}").resolve(), "Kustomization"))

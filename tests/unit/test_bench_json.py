@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from mmgitops import bench as validate_bench
-from mmgitops.conformance import bench as conform_bench
+from mmgitops.cli import conform_bench
+from mmgitops.gitops import bench as validate_bench
 
 pytestmark = pytest.mark.unit
 

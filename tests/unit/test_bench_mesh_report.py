@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from mmgitops.cli import parser
-from mmgitops.mesh import bench_report as report
+from mmgitops.cli.main import parser
+from mmgitops.lab.mesh import bench_report as report
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mmgitops.conformance import bench
+from mmgitops.cli import conform_bench as bench
 
 pytestmark = pytest.mark.unit
 

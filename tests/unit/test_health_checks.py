@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mmgitops import render
-from mmgitops.checks import health
+from mmgitops.gitops import render
+from mmgitops.gitops.checks import health
 
 
 @pytest.fixture(scope="module")

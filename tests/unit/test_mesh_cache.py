@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from mmgitops.mesh.cache import UNIT, Cache, CacheFull, ChurnRefused, FallThrough, units
-from mmgitops.mesh.faults import Faults
-from mmgitops.mesh.registry import HOUR_MS, NO_LRU
+from mmgitops.lab.mesh.cache import UNIT, Cache, CacheFull, ChurnRefused, FallThrough, units
+from mmgitops.lab.mesh.faults import Faults
+from mmgitops.lab.mesh.registry import HOUR_MS, NO_LRU
 
 pytestmark = pytest.mark.unit
 NOW = 10 * HOUR_MS

@@ -7,11 +7,11 @@ from typing import Any
 
 import grpc
 import pytest
-from mmgitops.mesh.faults import Faults
-from mmgitops.mesh.instance import Instance, Settings
-from mmgitops.mesh.metrics import MeshMetrics
-from mmgitops.mesh.peers import Peers
-from mmgitops.mesh.registry import View
+from mmgitops.lab.mesh.faults import Faults
+from mmgitops.lab.mesh.instance import Instance, Settings
+from mmgitops.lab.mesh.metrics import MeshMetrics
+from mmgitops.lab.mesh.peers import Peers
+from mmgitops.lab.mesh.registry import View
 
 pytestmark = pytest.mark.unit
 T0 = 1_000_000_000

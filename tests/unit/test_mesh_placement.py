@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from mmgitops.mesh.placement import choose, ordered, shortlist
-from mmgitops.mesh.registry import HOUR_MS, NO_LRU, InstanceRecord
+from mmgitops.lab.mesh.placement import choose, ordered, shortlist
+from mmgitops.lab.mesh.registry import HOUR_MS, NO_LRU, InstanceRecord
 
 pytestmark = pytest.mark.unit
 NOW = 10 * HOUR_MS

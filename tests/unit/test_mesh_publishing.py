@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from mmgitops.mesh.publishing import should_publish
-from mmgitops.mesh.registry import HOUR_MS, NO_LRU, InstanceRecord
+from mmgitops.lab.mesh.publishing import should_publish
+from mmgitops.lab.mesh.registry import HOUR_MS, NO_LRU, InstanceRecord
 
 pytestmark = pytest.mark.unit
 NOW = 10 * HOUR_MS

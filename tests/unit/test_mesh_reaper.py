@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from mmgitops.mesh.reaper import ASSUME_INSTANCE_GONE_AFTER_MS, REGISTRY_REAPER_FREQ_MINS, Reaper
-from mmgitops.mesh.registry import CopyRecord
+from mmgitops.lab.mesh.reaper import ASSUME_INSTANCE_GONE_AFTER_MS, REGISTRY_REAPER_FREQ_MINS, Reaper
+from mmgitops.lab.mesh.registry import CopyRecord
 
 pytestmark = pytest.mark.unit
 MIN = 60_000

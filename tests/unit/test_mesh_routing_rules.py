@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from mmgitops.mesh import constraints
-from mmgitops.mesh.adapter import model_format_of
-from mmgitops.mesh.api import ids_from_headers, initial_last_used
-from mmgitops.mesh.instance import MeshError
+from mmgitops.lab.mesh import constraints
+from mmgitops.lab.mesh.adapter import model_format_of
+from mmgitops.lab.mesh.api import ids_from_headers, initial_last_used
+from mmgitops.lab.mesh.instance import MeshError
 
 pytestmark = pytest.mark.unit
 HOUR = 3_600_000

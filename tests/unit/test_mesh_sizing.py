@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mmgitops.mesh.sizing import (
+from mmgitops.lab.mesh.sizing import (
     UNIT,
     StartupError,
     cache_sizes,

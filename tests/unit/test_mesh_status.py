@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from mmgitops.mesh.registry import CopyRecord
-from mmgitops.mesh.status import Status, status_info
+from mmgitops.lab.mesh.registry import CopyRecord
+from mmgitops.lab.mesh.status import Status, status_info
 
 pytestmark = pytest.mark.unit
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from mmgitops.mesh import constraints
-from mmgitops.mesh.peers import mesh_grpc, mesh_pb
-from mmgitops.schemas import catalog
-from mmgitops.standins.modelmesh import config, controller, deployments, fleet, meshcalls, predictor, status
-from mmgitops.standins.modelmesh.status import CopyInfo, ModelView, VModelView
+from mmgitops.gitops.schemas import catalog
+from mmgitops.lab.mesh import constraints
+from mmgitops.lab.mesh.peers import mesh_grpc, mesh_pb
+from mmgitops.lab.standins.modelmesh import config, controller, deployments, fleet, meshcalls, predictor, status
+from mmgitops.lab.standins.modelmesh.status import CopyInfo, ModelView, VModelView
 
 pytestmark = pytest.mark.unit
 NS = "models"
@@ -430,8 +430,8 @@ def test_the_instance_id_is_the_last_12_characters_of_the_pod_name():
 
 def test_an_unknown_engine_is_refused_in_one_line_before_anything_starts():
     from mmgitops.errors import ToolError
-    from mmgitops.local import cluster
-    from mmgitops.standins.modelmesh import engines
+    from mmgitops.lab.cluster import cluster
+    from mmgitops.lab.standins.modelmesh import engines
 
     with pytest.raises(ToolError, match=r"^--engine bogus: choose one of embedded, reference$"):
         cluster.up(lambda _text: None, "bogus")

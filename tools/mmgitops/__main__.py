@@ -1,3 +1,3 @@
-from mmgitops.cli import main
+from mmgitops.cli.main import main
 
 raise SystemExit(main())

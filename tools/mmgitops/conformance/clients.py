@@ -16,8 +16,8 @@ from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from mmgitops.conformance.target import InferResult, TargetError
-from mmgitops.mesh import samples
-from mmgitops.mesh.peers import mesh_grpc, mesh_pb
+from mmgitops.lab.mesh.peers import mesh_grpc, mesh_pb
+from mmgitops.modelmesh import samples
 
 TIMEOUT_S = 60.0  # covers a cold load: a request to a Standby model blocks until it is loaded
 CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}

@@ -37,7 +37,7 @@ from mmgitops.conformance.target import (
     model_type_label,
 )
 from mmgitops.errors import ToolError
-from mmgitops.mesh import control
+from mmgitops.lab.mesh import control
 
 # One small mesh serves the whole suite: two pods with the smallest capacity ModelMesh starts with at a one-unit
 # default model size (10 units, ModelMesh.setupMemory; one of them is its unload buffer), so that eviction

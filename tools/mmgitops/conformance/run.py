@@ -6,17 +6,12 @@ state of their own, which an in-process pytest.main would share with the CLI.
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import platformdirs
 
 from mmgitops.errors import ToolError
 
@@ -146,59 +141,3 @@ def run(options: Options, root: Path) -> int:
     if code == 5:  # pytest.ExitCode.NO_TESTS_COLLECTED
         raise ToolError(f"no conformance check matched{f' -m {options.markexpr!r}' if options.markexpr else ''}")
     return PYTEST_TO_EXIT.get(code, 2)
-
-
-def _owner(pytest_dir: Path) -> int | None:
-    """The live pytest process that owns a numbered pytest tmp dir (pytest keeps its PID in .lock), if any."""
-    from mmgitops import procs
-
-    try:
-        pid = int((pytest_dir / ".lock").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if procs.alive(pid) else None
-
-
-def leftover_root() -> Path:
-    """The mmgitops state dir, where cleanup looks for suite-named meshes outside pytest's temporary dirs."""
-    return Path(os.environ.get("MMGITOPS_STATE") or platformdirs.user_state_dir("mmgitops"))
-
-
-def _state_roots() -> list[tuple[Path, int | None]]:
-    """Where embedded meshes keep their state, with the PID of a run still using it: the mmgitops state dir,
-    and pytest's temporary directories (the suite gives each run's mesh a fresh one; pytest keeps three)."""
-    roots: list[tuple[Path, int | None]] = [(leftover_root(), None)]
-    temp = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
-    if temp.is_dir():
-        # pytest-current and *current are symlinks to directories listed anyway.
-        roots += [(path, _owner(path.parent)) for path in sorted(temp.glob("pytest-*/*-mesh*"))
-                  if not path.is_symlink() and not path.parent.is_symlink()]
-    return roots
-
-
-def leftovers() -> tuple[list[tuple[str, Path]], list[str]]:
-    """Meshes to remove, and lines about the ones a running suite still uses (never touched)."""
-    found, busy = [], []
-    for root, owner in _state_roots():
-        if not root.is_dir():
-            continue
-        for path in sorted(root.iterdir()):
-            if not path.is_dir() or path.is_symlink() or not (match := LEFTOVER.fullmatch(path.name)):
-                continue
-            if owner is None:
-                found.append((match[1], path))
-            else:
-                busy.append(f"kept local mesh {match[1]}: a running suite uses it (pytest pid {owner})")
-    return found, busy
-
-
-def cleanup() -> tuple[list[str], list[str]]:
-    """Stop every embedded mesh an earlier run left and remove its state: (removed, kept), a line per mesh."""
-    removed = []
-    found, busy = leftovers()
-    for mesh, path in found:
-        from mmgitops.mesh import control  # grpc and MLServer: seconds to import, so only when needed
-
-        stopped = control.down(mesh, path.parent)
-        removed.append(f"removed local mesh {mesh} ({path})" + (f": stopped {', '.join(stopped)}" if stopped else ""))
-    return removed, busy

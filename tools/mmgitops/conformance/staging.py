@@ -12,7 +12,8 @@ import botocore.exceptions
 
 from mmgitops.conformance.target import SampleRef
 from mmgitops.errors import ToolError
-from mmgitops.mesh import samples, storage
+from mmgitops.lab.mesh import storage
+from mmgitops.modelmesh import samples
 
 SAMPLES = 6
 S3_PREFIX = "mmgitops-conformance"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mmgitops.mesh.states import ISVC_STATE
+from mmgitops.modelmesh.states import ISVC_STATE
 
 UNIT_BYTES = 8192  # ModelMesh sizes models in 8 KiB units
 

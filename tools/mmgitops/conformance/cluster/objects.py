@@ -13,8 +13,8 @@ from typing import Any
 
 from mmgitops.conformance.target import UNIT_BYTES
 from mmgitops.errors import ToolError
-from mmgitops.quantities import memory_bytes
-from mmgitops.yamlio import load_all
+from mmgitops.gitops.quantities import memory_bytes
+from mmgitops.gitops.yamlio import load_all
 
 RUN_LABEL = "mmgitops.io/conformance-run"
 RUNNER_ANNOTATION = "mmgitops.io/conformance-runner"  # HOST:PID of the suite that owns the namespace

@@ -1,0 +1,1 @@
+"""The conformance suite's checks: pytest modules, one behaviour per test."""

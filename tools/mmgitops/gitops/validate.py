@@ -1,0 +1,88 @@
+"""Render every kustomization, then check every object: schema, CEL, policy, health checks."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmgitops.errors import Finding
+from mmgitops.gitops import render
+from mmgitops.gitops.checks import cel, health, policy, schema
+from mmgitops.gitops.schemas.catalog import Catalog
+
+
+@dataclass
+class Result:
+    findings: list[Finding] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"ok": not self.findings, "counts": self.counts,
+                           "findings": [f.to_dict() for f in self.findings]}, indent=2)
+
+
+def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Result:
+    started = time.perf_counter()
+    targets = render.discover(paths)
+    renders = render.render_all(targets, kustomize)
+    namespaces = {o.name: o.labels for r in renders for o in r.objects if o.kind == "Namespace" and o.group == ""}
+    ctx = policy.Context(catalog, namespaces)
+    sources: dict[str, int] = {}
+    cel_counts: dict[str, int] = {}
+    health_counts: dict[str, int] = {}
+    findings: set[Finding] = set()
+    checked: set[str] = set()
+    objects = unchecked = 0
+    for rendered in renders:
+        findings.update(rendered.findings)
+        findings.update(policy.run_render_rules(rendered, ctx))
+        for obj in rendered.objects:
+            objects += 1
+            # A base rendered on its own and again through each overlay is checked once per content.
+            key = json.dumps([obj.file, obj.body], sort_keys=True, default=str)
+            if key in checked:
+                continue
+            checked.add(key)
+            found, source = schema.check_object(obj, catalog, sources)
+            if not source:
+                unchecked += 1
+            findings.update(found)
+            crd = catalog.crd(obj.group, obj.version, obj.kind)
+            if crd is not None:
+                findings.update(cel.check_rules(obj, schema.defaulted(obj, catalog), crd.rules, cel_counts))
+            findings.update(policy.run_object_rules(obj, ctx))
+            if obj.kind == "ArgoCD" and obj.group == "argoproj.io":
+                findings.update(health.check_instance(obj, health_counts))
+    findings.update(policy.run_tree_rules(targets, ctx))
+    result = Result(one_per_field(findings))
+    result.counts = {
+        "kustomizations": sum(t.kind == "Kustomization" for t in targets),
+        "components": sum(t.kind == "Component" for t in targets),
+        "files": sum(t.kind == "File" for t in targets),
+        "objects_rendered": objects,
+        "objects_checked": len(checked),
+        "checked_against": {"builtin_schema": sources.get("builtin", 0), "crd_schema": sources.get("crd", 0)},
+        "without_schema": unchecked,
+        "cel_rules": cel_counts,
+        "health_check_cases": health_counts.get("health_cases", 0),
+        "policy_rules": len(policy.RULES),
+        "crd_sources": catalog.sources(),
+        "findings": len(result.findings),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return result
+
+
+def one_per_field(findings: set[Finding]) -> list[Finding]:
+    """One problem, one line: where a policy rule explains a field the schema also rejects, keep the rule;
+    where several schema keywords reject one value (a pattern and an enum), keep the enum, which says most."""
+    explained = {(f.file, f.obj, f.field) for f in findings if f.rule != "schema"}
+    schema: dict[tuple[str, str, str], Finding] = {}
+    for f in sorted((f for f in findings if f.rule == "schema"), key=lambda f: ("is not one of" not in f.message, f)):
+        key = (f.file, f.obj, f.field)
+        if key not in explained:
+            schema.setdefault(key, f)
+    return sorted([f for f in findings if f.rule != "schema"] + list(schema.values()))

@@ -1,0 +1,70 @@
+"""An instance's periodic work, on ModelMesh's schedule (ModelMesh.establishBackgroundTasks):
+
+* the lease keepalive (the session lease that carries the instance record);
+* the publisher: publishInstanceRecord(force=false) every INSTANCE_REC_PUBLISH_FREQ_MS, fixed delay;
+* the janitor, every LOCAL_JANITOR_FREQ_SECS: re-logs the published record's gauges (so the LRU age
+  gauge moves even when nothing is republished);
+* the leader's housekeeping once a second (its model counts and vmodel promotions; ModelMesh does this
+  from registry events and its reaper, the mesh polls the view it already holds);
+* the leader's registry reaper (reaper.py): first after REAPER_FIRST_DELAY_MINS, then every
+  REGISTRY_REAPER_FREQ_MINS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from mmgitops.lab.mesh import reaper as reaper_mod
+from mmgitops.lab.mesh.publishing import INSTANCE_REC_PUBLISH_FREQ_MS
+
+if TYPE_CHECKING:
+    from mmgitops.lab.mesh.instance import Instance
+
+LOCAL_JANITOR_FREQ_SECS = 6 * 60
+
+
+def _every(instance: Instance, period_s: float, work: Callable[[], None], name: str, first_s: float | None = None
+           ) -> None:
+    def loop() -> None:
+        if instance.stopping.wait(period_s if first_s is None else first_s):
+            return
+        while True:
+            with contextlib.suppress(Exception):  # a failed round is retried at the next one, as upstream
+                work()
+            if instance.stopping.wait(period_s):
+                return
+
+    threading.Thread(target=loop, daemon=True, name=name).start()
+
+
+def start(instance: Instance) -> None:
+    _every(instance, instance.settings.lease_ttl_s / 3, instance.lease.refresh, "lease-keepalive")
+    _every(instance, INSTANCE_REC_PUBLISH_FREQ_MS / 1000, lambda: instance.publish(force=False), "publisher")
+    _every(instance, LOCAL_JANITOR_FREQ_SECS, instance.log_instance_stats, "janitor")
+    _every(instance, 1.0, lambda: _leader_housekeeping(instance), "leader")
+    reaper = reaper_mod.Reaper(instance.id)
+    _every(instance, reaper_mod.REGISTRY_REAPER_FREQ_MINS * 60, lambda: reap(instance, reaper), "reaper",
+           first_s=reaper_mod.REAPER_FIRST_DELAY_MINS * 60)
+
+
+def _leader_housekeeping(instance: Instance) -> None:
+    if not instance.is_leader():
+        instance.metrics.clear_leader()
+        return
+    instance.leader_metrics()
+    instance.promote_loaded_targets()
+
+
+def reap(instance: Instance, reaper: reaper_mod.Reaper) -> None:
+    """One reaper run; only the leader prunes."""
+    if not instance.is_leader():
+        return
+    registry = instance.registry
+    with registry.lock:
+        copies = {m: dict(c) for m, c in registry.view.copies.items()}
+        alive = set(registry.view.instances)
+    for model_id, instance_id in reaper.prune(copies, alive, instance.clock()):
+        registry.delete_copy(model_id, instance_id)

@@ -1,0 +1,63 @@
+"""A TCP bridge the other way: from 127.0.0.1:PORT inside the reference network namespace out to 127.0.0.1:PORT
+of this machine, for a service the pods must reach (the local cluster's S3 server).
+
+`python -m mmgitops.lab.reference.egress --holder PID --port PORT [--port PORT ...]`. A network namespace is a
+per-thread attribute: one short-lived thread enters the holder's namespace and makes the listening sockets
+there; the main thread stays in this machine's namespace, accepts on them, and the threads it starts make
+their upstream connections here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import threading
+
+from mmgitops.lab.reference import netns
+
+# one relay per connection, its upstream made in the calling thread's namespace
+from mmgitops.lab.reference.bridge import relay_forever
+
+
+def listen_inside(holder: int, ports: list[int]) -> list[tuple[socket.socket, int]]:
+    made: list[tuple[socket.socket, int]] = []
+    failed: list[OSError] = []
+
+    def work() -> None:
+        try:
+            netns.enter(holder)
+            for port in ports:
+                made.append((socket.create_server(("127.0.0.1", port)), port))
+        except OSError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    if failed:
+        for sock, _ in made:
+            sock.close()
+        raise failed[0]
+    return made
+
+
+def run(holder: int, ports: list[int]) -> None:
+    relay_forever(listen_inside(holder, ports), "egress ready")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmgitops.lab.reference.egress")
+    parser.add_argument("--holder", type=int, required=True)
+    parser.add_argument("--port", type=int, action="append", required=True)
+    args = parser.parse_args(argv)
+    try:
+        run(args.holder, args.port)
+    except OSError as exc:
+        print(f"egress: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""RHOAI operator stand-in: DSCI and DSC status, and the ModelMesh controller's namespace objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmgitops.lab.standins.kube import Kube, condition
+
+CONTROLLER = "modelmesh-controller"
+
+
+def reconcile(kube: Kube) -> None:
+    dscis = kube.list("dscinitialization.opendatahub.io", "v1", "dscinitializations")
+    ready_dsci = None
+    for dsci in dscis:
+        spec = dsci.get("spec") or {}
+        apps = spec.get("applicationsNamespace") or "redhat-ods-applications"
+        kube.ensure_namespace(apps)
+        monitoring = (spec.get("monitoring") or {})
+        if monitoring.get("managementState") == "Managed":
+            kube.ensure_namespace(monitoring.get("namespace") or "redhat-ods-monitoring")
+        if (dsci.get("status") or {}).get("phase") != "Ready":
+            kube.patch_status(dsci, "dscinitializations", {
+                "phase": "Ready",
+                "conditions": [condition("Available", True, "ReconcileCompleted", "Reconcile completed successfully"),
+                               condition("ReconcileComplete", True, "ReconcileCompleted")],
+            })
+        ready_dsci = apps
+    for dsc in kube.list("datasciencecluster.opendatahub.io", "v1", "datascienceclusters"):
+        _reconcile_dsc(kube, dsc, ready_dsci)
+
+
+def _reconcile_dsc(kube: Kube, dsc: dict[str, Any], apps_namespace: str | None) -> None:
+    components = (dsc.get("spec") or {}).get("components") or {}
+    managed = {k: (v or {}).get("managementState") == "Managed" for k, v in components.items()}
+    if apps_namespace is None:
+        status = {"phase": "Not Ready",
+                  "conditions": [condition("Ready", False, "Error", "DSCInitialization not ready")]}
+        kube.patch_status(dsc, "datascienceclusters", status)
+        return
+    conditions = []
+    ready = True
+    if managed.get("modelmeshserving"):
+        available = _ensure_controller(kube, apps_namespace)
+        ready = ready and available
+        conditions.append(condition("ModelMeshServingReady", available, "Ready" if available else "NotReady",
+                                    "" if available else f"deployment {CONTROLLER} not ready"))
+    else:
+        conditions.append(condition("ModelMeshServingReady", False, "Removed",
+                                    "Component ManagementState is set to Removed"))
+    conditions.insert(0, condition("Ready", ready, "Ready" if ready else "NotReady"))
+    if _same(dsc.get("status") or {}, "Ready" if ready else "Not Ready", conditions):
+        return  # keep lastTransitionTime and resourceVersion stable, as the operator does
+    kube.patch_status(dsc, "datascienceclusters", {
+        "phase": "Ready" if ready else "Not Ready",
+        "conditions": conditions,
+        "installedComponents": {k: v for k, v in managed.items()},
+    })
+
+
+def _ensure_controller(kube: Kube, namespace: str) -> bool:
+    """The modelmesh-controller Deployment; kwok runs its pods on a simulated node."""
+    labels = {"app.kubernetes.io/name": "modelmesh-controller", "control-plane": CONTROLLER}
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": CONTROLLER, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": "manager", "image": "quay.io/opendatahub/modelmesh-controller:stable"}],
+                    # kwok's simulated nodes carry this taint; real clusters have no such nodes.
+                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                },
+            },
+        },
+    }
+    kube.ensure(kube.apps.create_namespaced_deployment, kube.apps.read_namespaced_deployment, deployment, namespace)
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CONTROLLER, "namespace": namespace}}
+    kube.ensure(kube.core.create_namespaced_service_account, kube.core.read_namespaced_service_account,
+                account, namespace)
+    current = kube.apps.read_namespaced_deployment(CONTROLLER, namespace)
+    return bool(current.status and (current.status.available_replicas or 0) >= 1)
+
+
+def _same(status: dict[str, Any], phase: str, conditions: list[dict[str, Any]]) -> bool:
+    have = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    return status.get("phase") == phase and all(have.get(c["type"]) == c["status"] for c in conditions)
