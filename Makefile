@@ -13,7 +13,7 @@ setup: $(STAMP) $(STORAGE)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[conformance,lab,dev]"
 	@touch $@
 
 # The real file is git-ignored; the example holds placeholders only.
@@ -23,6 +23,7 @@ $(STORAGE):
 
 test: setup
 	$(BIN)/ruff check tools tests
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 validate: setup
@@ -40,6 +41,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check tools tests
+	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache reports
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache reports

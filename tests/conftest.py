@@ -11,8 +11,6 @@ import pytest
 from mmgitops.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
-# The conformance suite's measurements and report; pytest takes plugins from the top-level conftest only.
-pytest_plugins = ["mmgitops.conformance.plugin"]
 
 
 @dataclass

@@ -42,10 +42,10 @@ def prepare(root: Path, progress: Callable[[str], None], engine: str | None = No
     return info
 
 
-def conform(root: Path, info: dict[str, Any], report: Path) -> int:
+def conform(info: dict[str, Any], report: Path) -> int:
     """Step 3: the suite in cluster mode; pytest's output goes straight to the terminal."""
     from mmgitops.conformance import run
 
     return run.run(run.Options(
         target="cluster", kubeconfig=info["kubeconfig"], storage_config=Path(info["storage_config"]),
-        resolver="port-forward", report=report, extra=["--min-churn-age-ms", str(CHURN_MS)]), root)
+        resolver="port-forward", report=report, min_churn_age_ms=CHURN_MS))

@@ -134,19 +134,19 @@ def bench_parser(sub: argparse._SubParsersAction) -> None:
 
 def conform_parser(sub: argparse._SubParsersAction) -> None:
     co = sub.add_parser(
-        "conform", help="run the ModelMesh conformance suite (pytest tests/conformance)",
+        "conform", help="run the ModelMesh conformance suite (pytest --pyargs mmgitops.conformance.checks)",
         usage="mmgitops conform [options] [-- PYTEST_ARGS...]\n       mmgitops conform report DIR\n"
         "       mmgitops conform cleanup [--kubeconfig FILE] [--context NAME]",
         description="Run the conformance checks against a target. With no --endpoint the suite starts a small "
         "local mesh of its own and stops it after (~30 s). Arguments after `--` go to pytest as they are.",
         epilog="Exit status: 0 every check passed, 1 a check failed, 2 usage or environment error.")
-    co.add_argument("--target", choices=("mesh", "cluster"), default="mesh",
+    co.add_argument("--target", choices=("mesh", "cluster"),
                     help="mesh: ModelMesh pods by endpoint, or the embedded local mesh (default); cluster: a "
                     "namespace of the run's own on the kubeconfig's cluster (needs --storage-config)")
     co.add_argument("--endpoint", default="", metavar="POD=HOST:PORT,...",
                     help="gRPC endpoints of running ModelMesh pods, each with its pod's name (ModelMesh names a "
                     "copy's location by it) (default: start a local mesh); needs --storage-config")
-    co.add_argument("--engine", choices=("embedded", "reference"), default="embedded",
+    co.add_argument("--engine", choices=("embedded", "reference"),
                     help="the local mesh the suite starts without --endpoint: the embedded one (default) or "
                     "reference pods built from ModelMesh's sources (`mmgitops local build reference`)")
     co.add_argument("--report", type=Path, metavar="DIR",
@@ -170,7 +170,7 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
     cl = co.add_argument_group("cluster target")
     cl.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
     cl.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
-    cl.add_argument("--resolver", choices=("port-forward", "annotation"), default="port-forward",
+    cl.add_argument("--resolver", choices=("port-forward", "annotation"),
                     help="how the suite reaches runtime pods (default: port-forward)")
     co_sub = co.add_subparsers(dest="conform", metavar="ACTION")
     rep = co_sub.add_parser("report", help="re-render DIR/report.html from DIR/results.json")
@@ -425,27 +425,19 @@ def cmd_mesh(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
-    from mmgitops.cli.main import demo
+    from mmgitops.cli import demo
 
-    root = run_root()
     started = time.monotonic()
     with err.status("Preparing the local cluster...") as status:
-        info = demo.prepare(root, lambda text: status.update(text), args.engine)
+        info = demo.prepare(repo_root(), lambda text: status.update(text), args.engine)
     prepared = time.monotonic() - started
     print(f"local cluster ready and {demo.PROFILE} applied in {prepared:.0f} s; kubeconfig {info['kubeconfig']}; "
           f"runtime pods backed by the {info.get('engine', 'embedded')} mesh engine")
-    code = demo.conform(root, info, args.report)
+    code = demo.conform(info, args.report)
     print(f"demo finished in {time.monotonic() - started:.0f} s (cluster and apply {prepared:.0f} s), "
           f"exit {code}\nreport: {(args.report / 'report.html').resolve()}\n"
           f"the local cluster is still up: `mmgitops local cluster down` stops it")
     return code
-
-
-def run_root() -> Path:
-    """The checkout whose tests/conformance the suite runs from."""
-    from mmgitops.conformance import run
-
-    return run.suite_root([repo_root(), Path.cwd(), Path(__file__).resolve().parents[2]])
 
 
 def cmd_conform(args: argparse.Namespace) -> int:
@@ -472,14 +464,13 @@ def cmd_conform(args: argparse.Namespace) -> int:
             removed, kept = removed + more_removed, kept + more_kept
         print("\n".join([*removed, *kept]) if removed or kept else "nothing to clean up")
         return EXIT_OK
-    root = run_root()
     options = run.Options(target=args.target, endpoint=args.endpoint, engine=args.engine,
                           gpu_endpoint=args.gpu_endpoint, rest_port=args.rest_port, metrics_port=args.metrics_port,
                           probe_port=args.probe_port, kill_command=args.kill_command, report=args.report,
                           markexpr=args.markexpr, kubeconfig=args.kubeconfig, context=args.context,
                           storage_config=args.storage_config, storage_key=args.storage_key, resolver=args.resolver,
                           extra=getattr(args, "pytest_args", []))
-    return run.run(options, root)
+    return run.run(options, lambda text: err.print(f"mmgitops: {text}", markup=False, highlight=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,12 +12,11 @@ from typing import Any
 
 import grpc
 import requests
-from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from mmgitops.conformance.target import InferResult, TargetError
-from mmgitops.lab.mesh.peers import mesh_grpc, mesh_pb
-from mmgitops.modelmesh import samples
+from mmgitops.modelmesh import ids, metrics, samples, stubs
+
+mesh_pb, mesh_grpc = stubs.mesh()
 
 TIMEOUT_S = 60.0  # covers a cold load: a request to a Standby model blocks until it is loaded
 CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
@@ -31,7 +30,7 @@ class Inference:
     """KServe v2 `ModelInfer` on a pod's gRPC port, with the probe every sample answers."""
 
     def __init__(self, channel: grpc.Channel) -> None:
-        self.stub = v2_grpc.GRPCInferenceServiceStub(channel)
+        self.stub = stubs.v2()[1].GRPCInferenceServiceStub(channel)
 
     def infer(self, name: str, headers: Sequence[tuple[str, str]] = ()) -> InferResult:
         started = time.perf_counter()
@@ -80,9 +79,7 @@ class Management:
         self.stub = mesh_grpc.ModelMeshStub(channel)
 
     def set_vmodel(self, vmodel_id: str, model_id: str, model_type: str, path: str, key: str, load: bool) -> Any:
-        request = mesh_pb.SetVModelRequest(
-            vModelId=vmodel_id, targetModelId=model_id, loadNow=load, sync=True, autoDeleteTargetModel=True,
-            modelInfo=mesh_pb.ModelInfo(type=model_type, path=path, key=key))
+        request = ids.set_vmodel_request(mesh_pb, vmodel_id, model_id, model_type, path, key, load)
         try:
             return self.stub.setVModel(request, timeout=TIMEOUT_S * 2)
         except grpc.RpcError as error:
@@ -109,7 +106,7 @@ def scrape(url: str, verify: bool = True) -> dict[str, Any]:
     """Metric families by name; counters are named without `_total`, as prometheus_client parses them."""
     response = requests.get(url, timeout=10, verify=verify)
     response.raise_for_status()
-    return {family.name: family for family in text_string_to_metric_families(response.text)}
+    return metrics.parse(response.text)
 
 
 class MetricsScraper:
@@ -132,10 +129,3 @@ class MetricsScraper:
             self._scheme[pod] = scheme
             return found
         raise TargetError("UNAVAILABLE", f"pod {pod} metrics at {address}: {'; '.join(failures)}")
-
-
-def metric_value(families: dict[str, Any], sample_name: str, **labels: str) -> float | None:
-    """The sum of the samples named `sample_name` that carry `labels`; None when there is none."""
-    found = [s.value for f in families.values() for s in f.samples
-             if s.name == sample_name and all(s.labels.get(k) == v for k, v in labels.items())]
-    return float(sum(found)) if found else None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shlex
 import signal
 import socket
@@ -24,7 +23,7 @@ from typing import Any
 
 import grpc
 
-from mmgitops.conformance import clients
+from mmgitops.conformance import clients, settings
 from mmgitops.conformance.target import (
     GONE,
     STATE_OF_MESH_STATUS,
@@ -36,23 +35,13 @@ from mmgitops.conformance.target import (
     TargetError,
     model_type_label,
 )
-from mmgitops.errors import ToolError
-from mmgitops.lab.mesh import control
+from mmgitops.modelmesh import defaults, ids, metrics
 
 # One small mesh serves the whole suite: two pods with the smallest capacity ModelMesh starts with at a one-unit
 # default model size (10 units, ModelMesh.setupMemory; one of them is its unload buffer), so that eviction
 # needs a handful of models, and a churn age short enough to wait out.
-EMBEDDED_CHURN_MS = 1500
 EMBEDDED_FLAGS = ("--instances", "2", "--capacity", str(10 * UNIT_BYTES), "--min-churn-age-ms",
-                  str(EMBEDDED_CHURN_MS), "--samples", "6", "--no-register")
-ENGINES = ("embedded", "reference")
-
-
-# ModelMesh names a pod's instance by the last 12 characters of the pod's name (its start script), and a copy's
-# location by that instance id (getVModelStatus modelCopyInfos).
-INSTANCE_ID_LENGTH = 12
-# A runtime pod's ports besides gRPC (modelmesh-serving config/internal/base/deployment.yaml.tmpl).
-REST_PORT, METRICS_PORT, PROBE_PORT = 8008, 2112, 8089
+                  str(settings.EMBEDDED_CHURN_MS), "--samples", "6", "--no-register")
 
 
 @dataclass(frozen=True)
@@ -103,7 +92,7 @@ class MeshTarget:
 
     # ---- models -----------------------------------------------------------------------------
     def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed:
-        deployed = Deployed(name, control.concrete_id(name, sample.path), sample)
+        deployed = Deployed(name, ids.concrete_id(name, sample.path), sample)
         self._management().set_vmodel(name, deployed.model_id, model_type_label(sample), sample.path, sample.key,
                                       load)
         self._deployed[name] = deployed
@@ -149,7 +138,7 @@ class MeshTarget:
         return clients.probe_ready(chosen.probes)
 
     def capacity_models(self, pod: str) -> int | None:
-        capacity = clients.metric_value(self.metrics(pod), "modelmesh_instance_capacity_bytes")
+        capacity = metrics.value(self.metrics(pod), "modelmesh_instance_capacity_bytes")
         return None if capacity is None else int(capacity) // UNIT_BYTES
 
     # ---- faults -----------------------------------------------------------------------------
@@ -184,31 +173,18 @@ def pods_of(state: dict[str, Any]) -> list[Pod]:
 
 
 def samples_of(state: dict[str, Any]) -> list[SampleRef]:
-    return [SampleRef(s["name"], int(s["expected"]), s["path"], s.get("key") or control.model_key(s))
+    return [SampleRef(s["name"], int(s["expected"]), s["path"], s["key"])
             for s in state.get("samples", [])]
 
 
-def parse_endpoints(text: str) -> list[tuple[str, str]]:
-    """`POD=HOST:PORT[,...]` as (pod name, HOST:PORT). Each pod is named: ModelMesh reports where a copy is by
-    instance id, the last 12 characters of the pod's name, and the checks compare that with the pods."""
-    given = []
-    for part in (p.strip() for p in text.split(",")):
-        name, _, address = part.rpartition("=")
-        if not re.fullmatch(r"[\w.\-]+", name) or not re.fullmatch(r"[\w.\-\[\]:]+:\d+", address):
-            raise ToolError(f"--endpoint {text}: expected POD=HOST:PORT[,POD=HOST:PORT...], each pod named: ModelMesh "
-                            f"reports a copy's location by the last {INSTANCE_ID_LENGTH} characters of its pod's name")
-        given.append((name, address))
-    return given
-
-
-def given_pods(text: str, rest_port: int = REST_PORT, metrics_port: int = METRICS_PORT,
-               probe_port: int = PROBE_PORT) -> list[Pod]:
+def given_pods(text: str, rest_port: int = defaults.REST_PORT, metrics_port: int = defaults.METRICS_PORT,
+               probe_port: int = defaults.PROBE_PORT) -> list[Pod]:
     """Pods this project did not start, at their gRPC endpoints, with REST, metrics and probes on the same host
     at ModelMesh's ports (or the ones given)."""
     pods = []
-    for name, address in parse_endpoints(text):
+    for name, address in settings.parse_endpoints(text):
         host = address.rsplit(":", 1)[0]
-        pods.append(Pod(name[-INSTANCE_ID_LENGTH:], address, f"http://{host}:{rest_port}", f"{host}:{metrics_port}",
+        pods.append(Pod(defaults.instance_id(name), address, f"http://{host}:{rest_port}", f"{host}:{metrics_port}",
                         f"http://{host}:{probe_port}", name=name))
     return pods
 
@@ -258,7 +234,7 @@ def fault_flags() -> list[str]:
 
 @contextmanager
 def local_mesh(state_root: Path, name: str, flags: Sequence[str] = EMBEDDED_FLAGS,
-               min_churn_age_ms: int = EMBEDDED_CHURN_MS, engine: str = "embedded") -> Iterator[MeshTarget]:
+               min_churn_age_ms: int = settings.EMBEDDED_CHURN_MS, engine: str = "embedded") -> Iterator[MeshTarget]:
     """A local mesh of its own name and state directory, so a user's mesh is never touched; stopped on exit.
     `engine`: the embedded mesh, or reference pods built from ModelMesh's sources."""
     env = {**os.environ, "MMGITOPS_MESH_NAME": name, "MMGITOPS_STATE": str(state_root)}

@@ -1,4 +1,9 @@
-"""The suite's pytest plugin: measurements the checks record, kept per test for the report.
+"""The suite's pytest plugin (entry point `pytest11`): its options, its settings, its fixtures, the order of its
+groups, and the measurements the checks record, kept per test for the report.
+
+`pytest --pyargs mmgitops.conformance.checks [options]` runs the suite wherever mmgitops is installed (`mmgitops
+conform` does that). Every pytest run in such an environment loads this module, so it imports only the standard
+library and pytest at the top; the fixtures load their clients when a check asks for them.
 
 With `--conformance-report DIR` it writes DIR/results.json (and DIR/report.html from it) at the end of the
 session; whenever conformance checks ran it prints a per-group summary table after pytest's own summary.
@@ -15,6 +20,9 @@ from typing import Any
 
 import pytest
 
+from mmgitops.conformance import settings
+from mmgitops.conformance.groups import GROUPS, RUN_ORDER
+
 MEASUREMENTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 RESULTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 GROUP_OF = pytest.StashKey[dict[str, str]]()
@@ -22,20 +30,23 @@ STARTED = pytest.StashKey[float]()
 # What the run ran on, as the session's target describes it (engine, reference commit, cluster server...).
 TARGET_INFO = pytest.StashKey[dict[str, str]]()
 
-# The suite's marker groups, in the order the report lists them; a check in none of them is grouped by module.
-GROUPS = ("routing", "eviction", "coldload", "packing", "resilience", "readiness")
 SCHEMA = 1
 
 Record = Callable[..., None]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    settings.add_options(parser)
     parser.getgroup("conformance").addoption(
         "--conformance-report", dest="conformance_report", metavar="DIR", default=None,
         help="write DIR/results.json and DIR/report.html at the end of the session")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[settings.SETTINGS] = settings.from_config(config)
+    for name, text in GROUPS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    config.pluginmanager.import_plugin("mmgitops.conformance.fixtures")
     config.stash[MEASUREMENTS] = {}
     config.stash[RESULTS] = {}
     config.stash[GROUP_OF] = {}
@@ -71,6 +82,9 @@ def group_of(item: pytest.Item) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Markers are read here, where the items are, because reports carry only keywords.
     config.stash[GROUP_OF].update({item.nodeid: group_of(item) for item in items})
+    # A stable sort: checks of one group keep their order in the module; other tests keep theirs, after the suite's.
+    items.sort(key=lambda item: RUN_ORDER.index(group) if (group := config.stash[GROUP_OF][item.nodeid]) in RUN_ORDER
+               else len(RUN_ORDER))
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -116,8 +130,8 @@ def results(config: pytest.Config, exitstatus: int = 0) -> dict[str, Any]:
         counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
     return {"schema": SCHEMA, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(config.stash[STARTED])),
             "duration_s": round(time.time() - config.stash[STARTED], 1), "exitstatus": int(exitstatus),
-            "options": {"target": str(config.getoption("conformance_target", default="") or ""),
-                        "endpoint": str(config.getoption("conformance_endpoint", default="") or ""),
+            "options": {"target": config.stash[settings.SETTINGS].target,
+                        "endpoint": config.stash[settings.SETTINGS].endpoint,
                         "markexpr": str(config.getoption("markexpr", default="") or "")},
             "target": dict(config.stash[TARGET_INFO]),
             "counts": counts, "tests": tests}

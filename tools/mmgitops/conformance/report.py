@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mmgitops.conformance.groups import GROUPS
 from mmgitops.errors import ToolError
 
-ORDER = ("routing", "eviction", "coldload", "packing", "resilience", "readiness")
+ORDER = tuple(GROUPS)
 PLOTTED = ("cold_ms", "warm_ms", "eviction_timeline", "models_per_pod")
 STATE_COLOURS = {"Loaded": "tab:green", "Loading": "tab:orange", "Standby": "tab:gray", "Gone": "tab:red",
                  "NotLoaded": "tab:gray", "Failed": "tab:red"}

@@ -1,33 +1,39 @@
-"""`mmgitops conform`: the conformance suite run as pytest, and the cleanup of what interrupted runs left.
+"""`mmgitops conform`: the conformance suite (the installed `mmgitops.conformance.checks`) run as pytest.
 
 pytest runs as a child of this same interpreter: the suite's fixtures start subprocesses and keep module
-state of their own, which an in-process pytest.main would share with the CLI.
+state of their own, which an in-process pytest.main would share with the CLI. The child runs in a session of its
+own, so that Ctrl-C reaches this process alone: it passes one SIGINT on and waits while the suite tears down what
+it started, instead of the terminal interrupting the suite's teardown subprocesses too.
 """
 
 from __future__ import annotations
 
-import re
+import contextlib
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from mmgitops.errors import ToolError
 
-SUITE = Path("tests") / "conformance"
-# The suite names its embedded meshes conf-, gpu- and res-<6 hex of the run> (tests/conformance/); a mesh of
-# any other name is a user's and is never touched.
-LEFTOVER = re.compile(r"mesh-((?:conf|gpu|res)-[0-9a-f]{6})")
-# pytest's exit codes (pytest.ExitCode) as the CLI's: 0 clean, 1 failed checks, 2 usage or environment error.
-PYTEST_TO_EXIT = {0: 0, 1: 1}
+SUITE = "mmgitops.conformance.checks"
+# pytest's exit codes as the CLI's: 0 clean, 1 failed checks, 130 interrupted, 2 for the rest (usage, internal).
+PYTEST_TO_EXIT = {0: 0, 1: 1, 2: 130}
+NO_TESTS_COLLECTED = 5
 
 
 @dataclass
 class Options:
-    target: str = "mesh"
+    """The flags `mmgitops conform` passes on; None and "" mean "not given", so the suite's Settings apply its
+    defaults and refuse flags given for another mode."""
+
+    target: str | None = None
     endpoint: str = ""
-    engine: str = "embedded"
+    engine: str | None = None
     gpu_endpoint: str = ""
     rest_port: int | None = None
     metrics_port: int | None = None
@@ -39,90 +45,27 @@ class Options:
     context: str | None = None
     storage_config: Path | None = None
     storage_key: str | None = None
-    resolver: str = "port-forward"
+    resolver: str | None = None
+    min_churn_age_ms: int | None = None
     extra: list[str] = field(default_factory=list)
 
 
-def suite_root(candidates: Sequence[Path]) -> Path:
-    """The checkout holding tests/conformance: the suite is not part of the installed package."""
-    for root in candidates:
-        if (root / SUITE).is_dir():
-            return root
-    raise ToolError(f"cannot find {SUITE}: run mmgitops conform from the mmgitops repository")
+PASSED_ON = ("target", "endpoint", "engine", "gpu_endpoint", "rest_port", "metrics_port", "probe_port",
+             "kill_command", "kubeconfig", "context", "storage_config", "storage_key", "resolver", "min_churn_age_ms")
 
 
-CLUSTER_ONLY = ("kubeconfig", "context")
-ENDPOINT_ONLY = ("gpu_endpoint", "rest_port", "metrics_port", "probe_port", "kill_command")
-
-
-def _flags(options: Options, names: Sequence[str]) -> list[str]:
-    return [f"--{name.replace('_', '-')}" for name in names if getattr(options, name)]
-
-
-def _refuse(flags: list[str], who: str) -> None:
-    if flags:
-        raise ToolError(f"{', '.join(flags)}: for {who} only")
-
-
-def _storage_args(options: Options, needed_by: str) -> list[str]:
-    """Checked here, before pytest starts, so a bad file or key is one line and exit 2."""
-    from mmgitops.conformance import staging
-
-    if options.storage_config is None:
-        raise ToolError(f"{needed_by} needs --storage-config FILE: an S3 storage the pods can pull from")
-    key, _ = staging.choose(options.storage_config, options.storage_key)
-    return ["--storage-config", str(options.storage_config.resolve()), "--storage-key", key]
-
-
-def _cluster_args(options: Options) -> list[str]:
-    """Checked here, before pytest starts, so a bad flag or an unreachable cluster is one line and exit 2."""
-    from mmgitops.conformance.cluster import session
-
-    if options.endpoint:
-        raise ToolError("--endpoint: only --target mesh takes endpoints; a cluster's pods are found by the API")
-    _refuse(_flags(options, ENDPOINT_ONLY), "--endpoint")
-    args = _storage_args(options, "--target cluster")
-    session.api_client(options.kubeconfig, options.context)
-    args += ["--resolver", options.resolver]
-    for flag, value in (("--kubeconfig", options.kubeconfig), ("--context", options.context)):
-        if value:
-            args += [flag, str(Path(value).resolve()) if flag == "--kubeconfig" else value]
-    return args
-
-
-def _endpoint_args(options: Options) -> list[str]:
-    from mmgitops.conformance import mesh_target
-
-    _refuse(_flags(options, CLUSTER_ONLY), "--target cluster")
-    if options.engine != "embedded":
-        raise ToolError("--engine: the suite starts no local mesh when --endpoint names the pods")
-    pods = mesh_target.given_pods(options.endpoint)
-    args = ["--endpoint", options.endpoint, *_storage_args(options, "--endpoint")]
-    if options.gpu_endpoint:
-        pods += mesh_target.given_pods(options.gpu_endpoint)
-        args += ["--gpu-endpoint", options.gpu_endpoint]
-    for name in ("rest_port", "metrics_port", "probe_port"):
-        if getattr(options, name) is not None:
-            args += [f"--{name.replace('_', '-')}", str(getattr(options, name))]
-    if options.kill_command:
-        args += ["--kill-command", options.kill_command]
-    unreachable = mesh_target.unreachable(pods)
-    if unreachable:
-        raise ToolError(f"--endpoint: nothing answers at {', '.join(unreachable)}")
-    return args
+def suite_dir() -> Path:
+    return Path(str(resources.files(SUITE)))
 
 
 def pytest_args(options: Options) -> list[str]:
-    args = [str(SUITE), "--target", options.target]
-    if options.target == "cluster":
-        args += _cluster_args(options)
-    elif options.endpoint:
-        args += _endpoint_args(options)
-    else:
-        _refuse(_flags(options, CLUSTER_ONLY), "--target cluster")
-        _refuse(_flags(options, ("storage_config", "storage_key")), "--target cluster and --endpoint")
-        _refuse(_flags(options, ENDPOINT_ONLY), "--endpoint")
-        args += ["--engine", options.engine]
+    # The checks' package is the rootdir and no ini file is read: a run gives the same node ids wherever the
+    # package is installed, and a pytest configuration in the user's directory does not change the suite.
+    args = ["--pyargs", SUITE, "--rootdir", str(suite_dir().parent), "-c", os.devnull, "-p", "no:cacheprovider"]
+    for name in PASSED_ON:
+        value = getattr(options, name)
+        if value not in (None, ""):
+            args += [f"--{name.replace('_', '-')}", str(value)]
     if options.markexpr:
         args += ["-m", options.markexpr]
     if options.report:
@@ -131,13 +74,25 @@ def pytest_args(options: Options) -> list[str]:
     return [*args, *options.extra]
 
 
-def run(options: Options, root: Path) -> int:
-    args = pytest_args(options)
+def run(options: Options, notice: Callable[[str], None] = lambda _: None) -> int:
     if options.report:
         if options.report.exists() and not options.report.is_dir():
             raise ToolError(f"--report {options.report}: not a directory")
         options.report.mkdir(parents=True, exist_ok=True)
-    code = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=root).returncode
-    if code == 5:  # pytest.ExitCode.NO_TESTS_COLLECTED
+    code = run_pytest(pytest_args(options), notice)
+    if code == NO_TESTS_COLLECTED:
         raise ToolError(f"no conformance check matched{f' -m {options.markexpr!r}' if options.markexpr else ''}")
     return PYTEST_TO_EXIT.get(code, 2)
+
+
+def run_pytest(args: Sequence[str], notice: Callable[[str], None], cwd: Path | None = None) -> int:
+    """pytest's exit code. On Ctrl-C, the suite gets one SIGINT per Ctrl-C and is waited for: its teardown stops
+    every process and removes every object the run started."""
+    child = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=cwd, start_new_session=True)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            notice("interrupted: the suite is removing what it started (Ctrl-C again interrupts that too)")
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGINT)

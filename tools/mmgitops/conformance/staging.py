@@ -12,8 +12,7 @@ import botocore.exceptions
 
 from mmgitops.conformance.target import SampleRef
 from mmgitops.errors import ToolError
-from mmgitops.lab.mesh import storage
-from mmgitops.modelmesh import samples
+from mmgitops.modelmesh import samples, storage
 
 SAMPLES = 6
 S3_PREFIX = "mmgitops-conformance"

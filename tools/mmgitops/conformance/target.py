@@ -10,17 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mmgitops.modelmesh import ids
+from mmgitops.modelmesh.defaults import PUBLISH_MIN_PERIOD_S, PUBLISH_PERIOD_S, UNIT_BYTES
 from mmgitops.modelmesh.states import ISVC_STATE
 
-UNIT_BYTES = 8192  # ModelMesh sizes models in 8 KiB units
+__all__ = ["PUBLISH_MIN_PERIOD_S", "UNIT_BYTES"]
 
 # When ModelMesh shows what it does. The per-pod gauges (modelmesh_instance_*) show the pod's last published
 # instance record (ModelMesh.publishInstanceRecord, Metrics.logInstanceStats): a load queued on a pod
 # publishes at once unless the pod published within the last INSTANCE_REC_PUBLISH_MIN_PERIOD_MS; otherwise a
 # task running every INSTANCE_REC_PUBLISH_FREQ_MS (fixed delay) publishes a change large enough, skipping a
 # run that comes under 39 s after the last publish. Placement on other pods reads the same records.
-PUBLISH_MIN_PERIOD_S = 2.0  # ModelMesh.INSTANCE_REC_PUBLISH_MIN_PERIOD_MS
-PUBLISH_PERIOD_S = 40.0  # ModelMesh.INSTANCE_REC_PUBLISH_FREQ_MS
 # A large change (a pod emptied or filled) shows within two runs of the periodic task.
 PUBLISHED_WITHIN_S = 2 * PUBLISH_PERIOD_S + 10.0
 
@@ -43,11 +43,8 @@ class SampleRef:
 
 
 def model_type_label(sample: SampleRef) -> str:
-    """The type modelmesh-serving registers an InferenceService's model with when it names no runtime:
-    `mt:<format>` (controllers/predictor_controller.go setVModel, controllers/modelmesh/model_type_labels.go
-    GetPredictorTypeLabel). ModelMesh loads a model only on pods whose labels meet its type's constraints
-    (TypeConstraintManager): a bare `sklearn` fails to load."""
-    return f"mt:{sample.type}"
+    """The type modelmesh-serving registers the sample's InferenceService with (ids.model_type)."""
+    return ids.model_type(sample.type)
 
 
 @dataclass(frozen=True)

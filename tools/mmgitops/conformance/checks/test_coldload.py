@@ -18,22 +18,14 @@ from dataclasses import dataclass, field
 
 import pytest
 import tenacity
-from tests.conformance.conftest import (
-    DEFAULT_COLD_BUDGET_MS,
-    Deployments,
-    deploy_paced,
-    option,
-    room_per_pod,
-    summed,
-    wait_until_empty,
-)
 
+from mmgitops.conformance.settings import SETTINGS
+from mmgitops.conformance.steps import Deployments, deploy_paced, room_per_pod, summed, wait_until_empty
 from mmgitops.conformance.target import STANDBY, Deployed, InferResult, Target, TargetError
 
 pytestmark = pytest.mark.coldload
 CACHE_MISSES = "modelmesh_cache_miss_milliseconds_count"
 WARM_PER_COLD = 3
-MIN_COLD_LOADS = 10
 
 
 @dataclass
@@ -80,9 +72,7 @@ def the_standby_one(target: Target, rotation: list[Deployed]) -> Deployed:
 
 @pytest.fixture(scope="module")
 def cold_runs(request: pytest.FixtureRequest, target: Target, deployments: Deployments) -> ColdRuns:
-    count = int(str(option(request.config, "conformance_cold_loads", MIN_COLD_LOADS)))
-    if count < MIN_COLD_LOADS:
-        pytest.fail(f"--cold-loads {count}: a p50 and p95 need at least {MIN_COLD_LOADS} cold loads")
+    count = request.config.stash[SETTINGS].cold_loads
     room = room_per_pod(target)
     wait_until_empty(target, room)
     slots = sum(room.values())
@@ -122,7 +112,7 @@ def test_an_evicted_model_goes_standby_and_its_first_request_succeeds(cold_runs)
 
 
 def test_cold_loads_stay_within_the_budget(request, cold_runs, record):
-    budget_ms = float(str(option(request.config, "conformance_cold_budget_ms", DEFAULT_COLD_BUDGET_MS)))
+    budget_ms = request.config.stash[SETTINGS].cold_budget_ms
     cold, warm = cold_runs.cold_ms(), cold_runs.warm_ms()
     failed = [f"{load.model.name}: {load.error}" for load in cold_runs.loads if load.result is None]
     assert not failed, f"cold requests failed: {failed}"

@@ -25,7 +25,9 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from tests.conformance.conftest import (
+
+from mmgitops.conformance import clients
+from mmgitops.conformance.steps import (
     Deployments,
     fill_every_pod,
     pod_value,
@@ -33,8 +35,6 @@ from tests.conformance.conftest import (
     wait_for_state,
     wait_until_empty,
 )
-
-from mmgitops.conformance import clients
 from mmgitops.conformance.target import LOADED, STANDBY, UNIT_BYTES, Deployed, Target
 
 pytestmark = pytest.mark.eviction

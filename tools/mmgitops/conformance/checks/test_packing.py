@@ -14,15 +14,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tests.conformance.conftest import (
-    DEFAULT_PACKING_MODELS,
-    Deployments,
-    option,
-    tracked,
-    wait_for_gauges,
-    wait_for_state,
-)
 
+from mmgitops.conformance.settings import SETTINGS
+from mmgitops.conformance.steps import Deployments, tracked, wait_for_gauges, wait_for_state
 from mmgitops.conformance.target import LOADED, PUBLISH_MIN_PERIOD_S, Deployed, Target, TargetError
 
 pytestmark = pytest.mark.packing
@@ -41,7 +35,7 @@ def gpu_deployments(gpu_target: Target, run_id: str) -> Iterator[Deployments]:
 
 @pytest.fixture(scope="module")
 def packed(request: pytest.FixtureRequest, gpu_target: Target, gpu_deployments: Deployments) -> Packed:
-    count = int(str(option(request.config, "conformance_packing_models", DEFAULT_PACKING_MODELS)))
+    count = request.config.stash[SETTINGS].packing_models
     before = gpu_target.pods()
     samples = gpu_target.samples()
     models = [gpu_deployments.deploy(f"pack-{i:02d}", samples[i % len(samples)]) for i in range(count - 1)]

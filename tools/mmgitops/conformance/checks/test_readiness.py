@@ -10,13 +10,13 @@ ask instead (ModelMeshApi answers ServerReady without a model header with INVALI
 from __future__ import annotations
 
 import pytest
-from tests.conformance.conftest import Deployments, distinct_samples, wait_for_state
 
+from mmgitops.conformance.steps import Deployments, distinct_samples, wait_for_state
 from mmgitops.conformance.target import LOADED, Platform, Target, TargetError
+from mmgitops.modelmesh import defaults
 
 pytestmark = pytest.mark.readiness
 MODELS = 2
-GRPC_PORT, REST_PORT = 8033, 8008
 
 
 @pytest.fixture(scope="module")
@@ -71,4 +71,5 @@ def test_every_inference_service_has_its_grpc_and_rest_urls(platform):
     host = f"modelmesh-serving.{platform.namespace}"
     urls = {s.name: (s.grpc_url, s.rest_url) for s in platform.services}
     assert len(urls) == MODELS
-    assert urls == {name: (f"grpc://{host}:{GRPC_PORT}", f"http://{host}:{REST_PORT}") for name in urls}
+    wanted = (f"grpc://{host}:{defaults.GRPC_PORT}", f"http://{host}:{defaults.REST_PORT}")
+    assert urls == dict.fromkeys(urls, wanted)

@@ -23,16 +23,10 @@ from dataclasses import dataclass, field
 
 import pytest
 import tenacity
-from tests.conformance.conftest import (
-    Deployments,
-    distinct_samples,
-    external,
-    local_mesh,
-    option,
-    tracked,
-    wait_for_state,
-)
 
+from mmgitops.conformance.fixtures import local_mesh
+from mmgitops.conformance.settings import SETTINGS
+from mmgitops.conformance.steps import Deployments, distinct_samples, tracked, wait_for_state
 from mmgitops.conformance.target import LOADED, Deployed, InferResult, Target, TargetError
 
 pytestmark = pytest.mark.resilience
@@ -102,7 +96,7 @@ class Kill:
 @pytest.fixture(scope="module")
 def resilience_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                       run_id: str) -> Iterator[Target]:
-    if external(request.config):
+    if request.config.stash[SETTINGS].external:
         yield request.getfixturevalue("target")
         return
     with local_mesh(request.config, tmp_path_factory.mktemp("resilience-mesh"), f"res-{run_id}", FLAGS) as embedded:
@@ -130,7 +124,7 @@ def kill(request: pytest.FixtureRequest, resilience_target: Target, resilience_d
     if len(target.pods()) < 2:
         pytest.skip(f"the target has {len(target.pods())} pod(s): killing one leaves none to serve")
     config = request.config
-    if option(config, "conformance_endpoint", "") and not option(config, "conformance_kill_command", ""):
+    if config.stash[SETTINGS].given_pods and not config.stash[SETTINGS].kill_command:
         pytest.skip("--endpoint without --kill-command: the suite has no way to kill one of those pods")
     models = [resilience_deployments.deploy(f"res-{i}", s) for i, s in enumerate(distinct_samples(target, MODELS))]
     for model in models:

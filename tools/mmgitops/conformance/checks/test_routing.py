@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.conformance.conftest import Deployments, distinct_samples, wait_for_state
 
+from mmgitops.conformance.steps import Deployments, distinct_samples, wait_for_state
 from mmgitops.conformance.target import LOADED, Deployed, Target, TargetError
 
 pytestmark = pytest.mark.routing

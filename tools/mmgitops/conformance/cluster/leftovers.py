@@ -20,7 +20,7 @@ from mmgitops.conformance.cluster import objects
 from mmgitops.conformance.staging import remove as remove_samples
 from mmgitops.conformance.staging import sample_prefix
 from mmgitops.errors import ToolError
-from mmgitops.lab.mesh import storage
+from mmgitops.modelmesh import storage
 
 
 def leftovers(api: client.ApiClient) -> tuple[list[client.V1Namespace], list[str]]:

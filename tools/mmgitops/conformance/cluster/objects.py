@@ -1,20 +1,22 @@
 """The Kubernetes objects a conformance run creates: every one in the run's namespace and with the run's label.
 
-The runtimes are this repository's own ServingRuntime templates, so a run exercises what the GitOps half
-installs; only what the checks need is changed (a name, the replicas, a small model cache, the GPU).
+The runtimes are this repository's own ServingRuntime templates (components/modelmesh/serving-runtimes, shipped in
+the package as conformance/runtimes), so a run exercises what the GitOps half installs; only what the checks need
+is changed (a name, the replicas, a small model cache, the GPU).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
+from importlib import resources
 from typing import Any
+
+import yaml
+from kubernetes.utils.quantity import parse_quantity
 
 from mmgitops.conformance.target import UNIT_BYTES
 from mmgitops.errors import ToolError
-from mmgitops.gitops.quantities import memory_bytes
-from mmgitops.gitops.yamlio import load_all
 
 RUN_LABEL = "mmgitops.io/conformance-run"
 RUNNER_ANNOTATION = "mmgitops.io/conformance-runner"  # HOST:PID of the suite that owns the namespace
@@ -23,10 +25,7 @@ SAMPLES_ANNOTATION = "mmgitops.io/conformance-samples"
 NAMESPACE_PREFIX = "mmconf-"
 STORAGE_SECRET = "storage-config"  # model-serving-config's storageSecretName default
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
-RUNTIME_TEMPLATES = {
-    "cpu": Path("components/modelmesh/serving-runtimes/mlserver-cpu/servingruntime.yaml"),
-    "gpu": Path("components/modelmesh/serving-runtimes/triton-gpu/servingruntime.yaml"),
-}
+RUNTIME_TEMPLATES = {"cpu": "mlserver-cpu.yaml", "gpu": "triton-gpu.yaml"}
 GPU = "nvidia.com/gpu"
 
 
@@ -55,12 +54,14 @@ def storage_secret(run_id: str, entries: dict[str, dict[str, str]]) -> dict[str,
             "stringData": {key: json.dumps(entry) for key, entry in entries.items()}}
 
 
-def read_template(root: Path, kind: str) -> dict[str, Any]:
-    path = root / RUNTIME_TEMPLATES[kind]
+def read_template(kind: str) -> dict[str, Any]:
+    path = resources.files("mmgitops.conformance").joinpath("runtimes", RUNTIME_TEMPLATES[kind])
     try:
-        docs = load_all(path.read_text(encoding="utf-8"))
+        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
     except OSError as error:
         raise ToolError(f"{path}: cannot read the ServingRuntime template: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ToolError(f"{path}: not YAML: {error}") from None
     runtimes = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ServingRuntime"]
     if len(runtimes) != 1:
         raise ToolError(f"{path}: expected one ServingRuntime, found {len(runtimes)}")
@@ -81,8 +82,12 @@ def serving_runtime(template: dict[str, Any], name: str, run_id: str, replicas: 
     containers = spec.get("containers") or []
     if not containers:
         raise ToolError(f"{where}: spec.containers is empty")
-    memory = memory_bytes(((containers[0].get("resources") or {}).get("requests") or {}).get("memory"),
-                    f"{where}: spec.containers[0].resources.requests.memory")
+    requested = ((containers[0].get("resources") or {}).get("requests") or {}).get("memory")
+    try:
+        memory = int(parse_quantity(requested))
+    except (ValueError, TypeError):
+        raise ToolError(f"{where}: spec.containers[0].resources.requests.memory: {requested!r} is not a memory "
+                        "quantity") from None
     adapter = spec.setdefault("builtInAdapter", {})
     # One unit of slack: ModelMesh keeps a small unload buffer out of the capacity it reports.
     adapter["memBufferBytes"] = max(memory - (capacity_models + 1) * UNIT_BYTES, 0)

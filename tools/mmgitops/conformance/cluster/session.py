@@ -20,7 +20,7 @@ from mmgitops.conformance import staging
 from mmgitops.conformance.cluster import objects
 from mmgitops.conformance.target import SampleRef
 from mmgitops.errors import ToolError
-from mmgitops.lab.mesh import storage
+from mmgitops.modelmesh import storage
 
 
 def api_client(kubeconfig: str | None, context: str | None = None) -> client.ApiClient:

@@ -129,7 +129,8 @@ def up(options: Options, progress: Callable[[str], None], mesh: str | None = Non
             progress(f"training and uploading {options.samples} sample models")
             trained = samples.upload(samples.train(root / "samples", options.samples), entry, BUCKET)
             state["samples"] = [{"name": s.name, "expected": s.expected, "path": s.s3_path, "size": s.size,
-                                 "model_id": concrete_id(s.name, s.s3_path)} for s in trained]
+                                 "model_id": concrete_id(s.name, s.s3_path), "key": s.model_key(STORAGE_KEY)}
+                                for s in trained]
         _save(state)
         _start_instances(options, root, state, str(config_path), progress)
         if options.register_samples and state.get("samples"):

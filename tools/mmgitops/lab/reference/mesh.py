@@ -156,7 +156,8 @@ def _start(options: control.Options, built: build.Built, root: Path, state: dict
         progress(f"training and uploading {options.samples} sample models")
         trained = samples.upload(samples.train(root / "samples", options.samples), outer, control.BUCKET)
         state["samples"] = [{"name": s.name, "expected": s.expected, "path": s.s3_path, "size": s.size,
-                             "model_id": control.concrete_id(s.name, s.s3_path)} for s in trained]
+                             "model_id": control.concrete_id(s.name, s.s3_path),
+                             "key": s.model_key(control.STORAGE_KEY)} for s in trained]
     _save(state)
 
     config = podspec.write_config(root / "config", {control.STORAGE_KEY: outer.to_json()})
