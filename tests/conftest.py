@@ -1,8 +1,14 @@
-"""Shared fixtures: the repository root, and the CLI run in-process with its output captured."""
+"""Shared fixtures: the repository root, and the CLI run in-process with its output captured.
+
+In-process, an exception escaping `main()` propagates into the test: it never prints a Traceback, so a test
+about the process contract (exit code, one line on stderr, no Traceback) runs `mmgitops` as a subprocess
+(`mmgitops_process`), and an in-process test asserts `Run.returned`: `main()` returned its exit code."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +24,7 @@ class Run:
     code: int
     out: str
     err: str
+    returned: bool = True  # False: main() raised SystemExit (argparse refusing an option) instead of returning
 
     @property
     def lines(self) -> list[str]:
@@ -39,7 +46,21 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
         try:
             code = main(list(args))
         except SystemExit as exit_:  # argparse refuses a bad option by exiting
-            code = int(exit_.code or 0)
+            # As the interpreter reads it: None is 0, an int is the code, anything else is printed and is 1.
+            captured = capsys.readouterr()
+            if exit_.code is None or isinstance(exit_.code, int):
+                return Run(exit_.code or 0, captured.out, captured.err, returned=False)
+            return Run(1, captured.out, f"{captured.err}{exit_.code}\n", returned=False)
+        assert isinstance(code, int), f"main({list(args)}) returned {code!r}, not an exit code"
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)
+    return run
+
+
+@pytest.fixture
+def mmgitops_process() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`python -m mmgitops ARGS` from the repository root, as a user runs it: exit code, stdout, stderr."""
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mmgitops", *args], cwd=ROOT, capture_output=True, text=True,
+                              env=None if env is None else {**os.environ, **env}, timeout=timeout)
     return run

@@ -78,8 +78,8 @@ def test_samples_are_staged_under_the_run_prefix(opened, s3):
 
 @pytest.mark.parametrize("kind", ["cpu", "gpu"])
 def test_the_crd_keeps_every_field_the_runtime_sets(opened, kind):
-    template = objects.read_template(ROOT, "cpu")
-    placement = objects.read_template(ROOT, "gpu")["spec"]
+    template = objects.read_template("cpu")
+    placement = objects.read_template("gpu")["spec"]
     body = objects.serving_runtime(template, f"conf-{kind}", RUN, replicas=1, capacity_models=3,
                                    gpu=kind == "gpu", gpu_placement=placement)
     made = opened.custom.create_namespaced_custom_object("serving.kserve.io", "v1alpha1", opened.namespace,
@@ -107,7 +107,7 @@ def test_the_platform_reads_the_dsc_and_the_controller(cluster, cluster_env, ope
     run = mmgitops("apply", "overlays/serving-gpu", "--kubeconfig", cluster["kubeconfig"], "--timeout", "120",
                    env=cluster_env)
     assert run.returncode == 0, run.stdout + run.stderr
-    runtime = objects.serving_runtime(objects.read_template(ROOT, "cpu"), "conf-cpu", RUN, 2, 3, gpu=False)
+    runtime = objects.serving_runtime(objects.read_template("cpu"), "conf-cpu", RUN, 2, 3, gpu=False)
     platform = ClusterTarget(opened, runtime, 1500, Annotation(opened.core, opened.namespace)).platform()
     assert (platform.dsc, platform.dsc_conditions["Ready"], platform.dsc_conditions["ModelMeshServingReady"]) == (
         "default-dsc", "True", "True")

@@ -91,7 +91,7 @@ def test_deleting_a_runtime_pod_kills_its_instance_and_its_model_comes_back_on_a
     run.open()
     target = None
     try:
-        runtime = objects.serving_runtime(objects.read_template(ROOT, "cpu"), "kill", run.run_id, 2, 9, gpu=False)
+        runtime = objects.serving_runtime(objects.read_template("cpu"), "kill", run.run_id, 2, 9, gpu=False)
         target = ClusterTarget(run, runtime, 1500, Annotation(run.core, run.namespace))
         target.open()
         model = target.deploy("victim", run.samples[1])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from mmgitops.lab.mesh.cache import UNIT
+from mmgitops.modelmesh.defaults import UNIT_BYTES
 
 from tests.mesh.conftest import Mesh, Status, local_mesh, mmgitops, rpc_error, wait_for
 
@@ -46,7 +46,7 @@ def past_churn_age() -> None:
 
 def test_a_capacity_below_ten_default_models_is_refused_before_anything_starts(tmp_path):
     env = {**os.environ, "MMGITOPS_MESH_NAME": "test-eviction-small", "MMGITOPS_STATE": str(tmp_path)}
-    result = mmgitops("local", "mesh", "up", "--capacity", str(3 * UNIT), env=env)
+    result = mmgitops("local", "mesh", "up", "--capacity", str(3 * UNIT_BYTES), env=env)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     # Below 10 MB the default model size is a tenth of the capacity, at least one unit (ModelMesh's message
     # rounds its 8 KiB to 0 MiB): three units are still less than ten of them.

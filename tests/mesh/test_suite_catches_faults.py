@@ -20,7 +20,6 @@ import pytest
 from mmgitops.conformance.mesh_target import FAULTS_ENV
 
 pytestmark = pytest.mark.mesh
-ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 600
 
 
@@ -80,9 +79,9 @@ class Run:
 def run_suite(fault: str, junit: Path) -> Run:
     wanted = EXPECTED[fault]
     env = {**os.environ, FAULTS_ENV: fault}
-    done = subprocess.run([sys.executable, "-m", "pytest", "tests/conformance", "-m", wanted.groups, "-q",
-                           "-p", "no:cacheprovider", "--junitxml", str(junit), *wanted.extra],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=RUN_TIMEOUT_S,
+    done = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "mmgitops.conformance.checks", "-m",
+                           wanted.groups, "-q", "-p", "no:cacheprovider", "--junitxml", str(junit), *wanted.extra],
+                          capture_output=True, text=True, env=env, cwd=junit.parent, timeout=RUN_TIMEOUT_S,
                           stdin=subprocess.DEVNULL)
     log = (done.stdout + done.stderr)[-3000:]
     if not junit.exists():

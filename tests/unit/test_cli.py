@@ -1,10 +1,14 @@
-"""Usage and environment errors: one line on stderr, exit 2, no traceback."""
+"""Usage and environment errors: one line on stderr, exit 2, no traceback.
+
+In-process runs check the messages and that main() returns its exit code; an exception escaping main() would
+raise into the test, never print a Traceback, so the process contract is checked on a real process."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,14 +16,14 @@ import pytest
 @pytest.mark.unit
 def test_missing_path_is_a_usage_error(cli):
     run = cli("validate", "no/such/dir")
-    assert run.code == 2
+    assert run.returned and run.code == 2
     assert run.err.strip() == "mmgitops: error: no/such/dir: no such file or directory"
 
 
 @pytest.mark.unit
 def test_missing_crds_dir_is_an_environment_error(cli):
     run = cli("validate", "--crds", "no-such-crds", "overlays/serving")
-    assert run.code == 2
+    assert run.returned and run.code == 2
     assert "--crds no-such-crds: not a directory" in run.err
 
 
@@ -27,7 +31,7 @@ def test_missing_crds_dir_is_an_environment_error(cli):
 def test_missing_kustomize_says_how_to_get_it(cli, monkeypatch):
     monkeypatch.setenv("MMGITOPS_KUSTOMIZE", "/nonexistent/kustomize build")
     run = cli("validate", "overlays/serving")
-    assert run.code == 2
+    assert run.returned and run.code == 2
     assert "make setup" in run.err
 
 
@@ -52,21 +56,26 @@ def test_apply_without_a_kubeconfig_says_how_to_get_one(cli, monkeypatch, tmp_pa
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBECONFIG", raising=False)
     run = cli("apply", "overlays/serving")
-    assert run.code == 2
+    assert run.returned and run.code == 2
     assert "pass --kubeconfig FILE or set KUBECONFIG" in run.err
 
 
 @pytest.mark.unit
-def test_apply_to_an_unreachable_api_server_is_one_line(cli, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
+def unreachable_kubeconfig(directory: Path) -> Path:
+    kubeconfig = directory / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
         "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
         "contexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {}}]\n")
-    run = cli("apply", "overlays/serving", "--kubeconfig", str(kubeconfig), "--timeout", "5")
-    assert run.code == 2
+    return kubeconfig
+
+
+@pytest.mark.unit
+def test_apply_to_an_unreachable_api_server_is_one_line(cli, tmp_path):
+    run = cli("apply", "overlays/serving", "--kubeconfig", str(unreachable_kubeconfig(tmp_path)), "--timeout", "5")
+    assert run.returned and run.code == 2
     assert run.err.startswith("mmgitops: error: cannot reach the API server")
-    assert "Traceback" not in run.err
+    assert len(run.err.splitlines()) == 1, run.err
 
 
 @pytest.mark.unit
@@ -83,6 +92,7 @@ def test_bad_mesh_options_are_refused_before_anything_starts(cli, monkeypatch, t
     monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path))
     run = cli("local", "mesh", "up", *flags)
     assert run.code == 2
+    assert run.returned == message.startswith("mmgitops: error:")  # else argparse refused it, by SystemExit
     assert run.err.strip() == message
     assert list(tmp_path.iterdir()) == []
 
@@ -100,6 +110,7 @@ def test_bad_mesh_options_are_refused_before_anything_starts(cli, monkeypatch, t
 def test_bad_numbers_are_one_line_and_exit_2(cli, args, message):
     run = cli(*args)
     assert (run.code, run.err.strip()) == (2, message)
+    assert not run.returned  # argparse refuses it by SystemExit(2), before main() runs a command
 
 
 @pytest.mark.unit
@@ -107,3 +118,27 @@ def test_mesh_status_and_down_without_a_mesh(cli, monkeypatch, tmp_path):
     monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path))
     assert cli("local", "mesh", "status").out.strip() == "no local mesh"
     assert cli("local", "mesh", "down").out.strip() == "no local mesh was running"
+
+
+# One of each way to fail: a usage error, an environment error, a network error, an option argparse refuses.
+PROCESS_CASES = {
+    "missing-path": (("validate", "no/such/dir"), {}, "mmgitops: error: no/such/dir: no such file or directory"),
+    "no-kustomize": (("validate", "overlays/serving"), {"MMGITOPS_KUSTOMIZE": "/nonexistent/kustomize build"},
+                     "mmgitops: error: cannot run /nonexistent/kustomize: "),
+    "unreachable-api-server": (("apply", "overlays/serving", "--kubeconfig", "{kubeconfig}", "--timeout", "5"), {},
+                               "mmgitops: error: cannot reach the API server"),
+    "bad-number": (("bench", "mesh", "--requests", "-1"), {},
+                   "mmgitops bench mesh: error: argument --requests: -1: must be at least 1"),
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("args", "env", "message"), PROCESS_CASES.values(), ids=PROCESS_CASES.keys())
+def test_an_error_is_exit_2_and_one_line_on_stderr_from_a_real_process(mmgitops_process, tmp_path, args, env,
+                                                                       message):
+    kubeconfig = str(unreachable_kubeconfig(tmp_path))
+    proc = mmgitops_process(*(a.replace("{kubeconfig}", kubeconfig) for a in args), env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(message), proc.stderr
+    assert proc.stdout == ""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from mmgitops.lab.mesh.cache import UNIT, Cache, CacheFull, ChurnRefused, FallThrough, units
+from mmgitops.modelmesh.defaults import UNIT_BYTES
+from mmgitops.lab.mesh.cache import Cache, CacheFull, ChurnRefused, FallThrough, units
 from mmgitops.lab.mesh.faults import Faults
 from mmgitops.lab.mesh.registry import HOUR_MS, NO_LRU
 
@@ -22,7 +23,7 @@ def full_cache(faults: Faults = NO_FAULTS, churn_ms: int = 1000, min_space: int 
 
 
 def test_sizes_count_in_8_kib_units():
-    assert (units(1), units(UNIT), units(UNIT + 1)) == (1, 1, 2)
+    assert (units(1), units(UNIT_BYTES), units(UNIT_BYTES + 1)) == (1, 1, 2)
 
 
 def test_a_never_used_model_is_evicted_before_used_ones():
@@ -39,7 +40,7 @@ def test_eviction_follows_least_recent_use():
     assert [v.model_id for v in cache.reserve("e", 1000, NOW)] == ["a"]
     cache.touch("c", NOW + 1)
     cache.loaded("e", 1000)
-    assert [v.model_id for v in cache.reserve("f", 2 * UNIT, NOW + 2000)] == ["d", "e"]
+    assert [v.model_id for v in cache.reserve("f", 2 * UNIT_BYTES, NOW + 2000)] == ["d", "e"]
 
 
 def test_a_model_older_than_a_full_caches_lru_falls_through_and_evicts_nothing():
@@ -95,7 +96,7 @@ def test_the_oldest_time_counts_loading_entries_and_is_max_when_empty():
 def test_a_larger_real_size_evicts_more_after_the_load_and_reports_the_new_weight():
     cache = full_cache()
     cache.reserve("d", 1000, NOW)
-    victims, resized = cache.loaded("d", 2 * UNIT)
+    victims, resized = cache.loaded("d", 2 * UNIT_BYTES)
     assert [v.model_id for v in victims] == ["a"] and resized
     assert cache.used <= cache.capacity
     cache.reserve("e", 1000, NOW)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from mmgitops.modelmesh.defaults import UNIT_BYTES
 from mmgitops.lab.mesh.sizing import (
-    UNIT,
     StartupError,
     cache_sizes,
     check_startup,
@@ -16,11 +16,11 @@ pytestmark = pytest.mark.unit
 
 
 def test_units_round_up_as_model_loader_does():
-    assert (to_units(0), to_units(1), to_units(UNIT), to_units(1_000_000)) == (0, 1, 1, 123)
+    assert (to_units(0), to_units(1), to_units(UNIT_BYTES), to_units(1_000_000)) == (0, 1, 1, 123)
 
 
 def test_the_minimum_capacity_is_ten_default_models_or_512_mib_and_at_least_two():
-    assert min_capacity_bytes() == 10 * 123 * UNIT
+    assert min_capacity_bytes() == 10 * 123 * UNIT_BYTES
     assert min_capacity_bytes(300 * 2**20) == 2 * 300 * 2**20  # 512 MiB is below two 300 MiB models
     assert min_capacity_bytes(60 * 2**20) == 512 * 2**20
 

@@ -17,12 +17,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from mmgitops.conformance.run import suite_root
-from mmgitops.lab.mesh.leftovers import leftover_root
 from mmgitops.errors import ToolError
 from mmgitops.lab.mesh.bench_report import percentile, timed
+from mmgitops.lab.mesh.leftovers import leftover_root
 
 # ModelMesh's own clocks set the floor: every load of a fill starts 2 s after the one before
 # (INSTANCE_REC_PUBLISH_MIN_PERIOD_MS), about 60 of them, and a group that needs empty pods may wait for the
@@ -121,11 +119,11 @@ def one_line(error: Exception) -> str:
 
 
 # ---- measuring ----------------------------------------------------------------------------------
-def run_suite(progress: Callable[[str], None], root: Path) -> SuiteRun:
+def run_suite(progress: Callable[[str], None]) -> SuiteRun:
     progress("running the conformance suite on the embedded local mesh ...")
     started = time.perf_counter()
     # Captured, not streamed: the figures are the point, and the output is shown only when the suite fails.
-    done = subprocess.run([sys.executable, "-m", "mmgitops", "conform"], cwd=root, stdin=subprocess.DEVNULL,
+    done = subprocess.run([sys.executable, "-m", "mmgitops", "conform"], stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - started
     output = ANSI.sub("", done.stdout)
@@ -135,12 +133,11 @@ def run_suite(progress: Callable[[str], None], root: Path) -> SuiteRun:
 def measure_overhead(progress: Callable[[str], None], repeats: int) -> Overhead:
     # Imported here: grpc and MLServer take seconds to import, and the pure functions above need neither.
     import grpc
-    from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
 
     from mmgitops.conformance import mesh_target
     from mmgitops.conformance.target import TargetError
     from mmgitops.lab.mesh import control
-    from mmgitops.modelmesh import samples
+    from mmgitops.modelmesh import samples, stubs
 
     # Named and placed like the suite's own meshes, so `mmgitops conform cleanup` stops it after a hard kill.
     state_root, mesh = leftover_root(), f"conf-{secrets.token_hex(3)}"
@@ -152,7 +149,7 @@ def measure_overhead(progress: Callable[[str], None], repeats: int) -> Overhead:
             target.deploy(MODEL, sample)
             channel = grpc.insecure_channel(pod.grpc)
             try:
-                stub = v2_grpc.GRPCInferenceServiceStub(channel)
+                stub = stubs.v2()[1].GRPCInferenceServiceStub(channel)
                 request = samples.probe_request(MODEL)
 
                 def harness() -> object:
@@ -187,14 +184,11 @@ def measure_overhead(progress: Callable[[str], None], repeats: int) -> Overhead:
     return Overhead(harness_ms, bare_ms)
 
 
-def run(progress: Callable[[str], None], repeats: int = 2000, suite: bool = True, root: Path | None = None,
-        output: str = "text") -> str:
+def run(progress: Callable[[str], None], repeats: int = 2000, suite: bool = True, output: str = "text") -> str:
     """Returns a printable multi-line text block of figures, or with output "json" one JSON object."""
     if repeats < 1:
         raise ToolError(f"--repeats {repeats}: expected at least 1")
-    if suite:  # before anything slow: a missing suite is a usage error
-        root = suite_root([root] if root else [Path.cwd(), Path(__file__).resolve().parents[3]])
     # The short figure first, on a quiet machine: the suite's meshes take a while to wind down after it.
     overhead = measure_overhead(progress, repeats)
-    suite_run = run_suite(progress, root) if suite and root else None
+    suite_run = run_suite(progress) if suite else None
     return to_json(suite_run, overhead) if output == "json" else render(suite_run, overhead)

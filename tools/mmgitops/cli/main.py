@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.console import Console
 
 from mmgitops import __version__
-from mmgitops.cli.args import PORT, seconds, whole
 from mmgitops.cli import args as cliargs
+from mmgitops.cli.args import PORT, seconds, whole
 from mmgitops.errors import ToolError
 from mmgitops.gitops import render
 
@@ -281,10 +281,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "conform":
         from mmgitops.cli import conform_bench
 
-        root = None if args.no_suite else run_root()
         with err.status("Benchmarking the conformance suite...") as status:
-            print(conform_bench.run(lambda text: status.update(text), args.repeats, not args.no_suite, root,
-                                    args.format))
+            print(conform_bench.run(lambda text: status.update(text), args.repeats, not args.no_suite, args.format))
         return EXIT_OK
 
     paths = args.paths or render.default_paths(repo_root())

@@ -218,8 +218,24 @@ def _run_kill_command(template: str, pod: Pod) -> None:
 
 
 def _mmgitops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmgitops", *args], capture_output=True, text=True, env=env,
-                          timeout=300, stdin=subprocess.DEVNULL)
+    """`mmgitops ARGS` to its end. A Ctrl-C meanwhile is held until it ends: `local mesh up` killed midway would
+    leave processes it has not recorded yet, which `local mesh down` could not find."""
+    command = [sys.executable, "-m", "mmgitops", *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          stdin=subprocess.DEVNULL, start_new_session=True) as child:
+        interrupted = False
+        while True:
+            try:
+                out, err = child.communicate(timeout=300)
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+            except subprocess.TimeoutExpired:
+                child.kill()
+                raise
+    if interrupted:
+        raise KeyboardInterrupt
+    return subprocess.CompletedProcess(command, child.returncode, out, err)
 
 
 # Test-only: comma-separated fault switches every embedded mesh starts with, so that the suite can be run

@@ -7,13 +7,14 @@ so a response shows which model served it: a request routed to the wrong model g
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
 import numpy as np
+
 from mmgitops.modelmesh import ids, stubs
 from mmgitops.modelmesh.storage import StorageEntry, s3_client
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import yaml
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab import binaries
 from mmgitops.lab.cluster import nodes
+from mmgitops.lab.ports import free_port
+from mmgitops.lab.state import state_root
 from mmgitops.lab.standins import modelmesh
 from mmgitops.lab.standins.modelmesh import engines
 
@@ -32,18 +32,11 @@ def name() -> str:
 
 
 def state_dir() -> Path:
-    base = Path(os.environ.get("MMGITOPS_STATE") or platformdirs.user_state_dir("mmgitops"))
-    return base / f"cluster-{name()}"
+    return state_root() / f"cluster-{name()}"
 
 
 def kubeconfig_path() -> Path:
     return state_dir() / "kubeconfig"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _kwokctl_config(ports: dict[str, int]) -> dict[str, Any]:
@@ -104,7 +97,7 @@ def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[
     bins, built = binaries.ensure(progress)
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
-    ports = {"etcd": _free_port(), "etcd_peer": _free_port(), "apiserver": _free_port(), "kwok": _free_port()}
+    ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port(), "kwok": free_port()}
     config = state / "kwokctl.yaml"
     config.write_text(yaml.safe_dump(_kwokctl_config(ports)), encoding="utf-8")
     progress("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok")

@@ -26,6 +26,7 @@ from typing import Any
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
+from mmgitops.lab.ports import free_port
 from mmgitops.lab.reference import netns, podspec
 
 ECHO_INNER = 19977  # inside the namespace: below the pods' 20000+ blocks, away from etcd (2379) and S3 (9000)
@@ -53,12 +54,6 @@ def serve_echo(port: int) -> None:
 
 
 # ---- the bench's side --------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def round_trip(sock: socket.socket, payload: bytes) -> float:
     """One echo round trip in ms."""
     started = time.perf_counter()

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 from mmgitops.lab.mesh.faults import Faults
 from mmgitops.lab.mesh.registry import NO_LRU
-from mmgitops.lab.mesh.sizing import UNIT, to_units
-
-__all__ = ["UNIT", "Cache", "CacheFull", "ChurnRefused", "Entry", "FallThrough", "units"]
+from mmgitops.lab.mesh.sizing import to_units
 
 
 def units(size_bytes: int) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from mmgitops.errors import ToolError
-from mmgitops.lab.mesh.modelserver import free_port, retry_port_clash
+from mmgitops.lab.ports import free_port, retry_port_clash
 
 
 def find_binary() -> Path:

@@ -10,9 +10,8 @@ import re
 import tempfile
 from pathlib import Path
 
-import platformdirs
-
 from mmgitops import procs
+from mmgitops.lab.state import state_root
 
 # The suite names its embedded meshes conf-, gpu- and res-<6 hex of the run>; a mesh of any other name is a
 # user's and is never touched.
@@ -28,15 +27,15 @@ def _owner(pytest_dir: Path) -> int | None:
     return pid if procs.alive(pid) else None
 
 
-def leftover_root() -> Path:
-    """The mmgitops state dir, where cleanup looks for suite-named meshes outside pytest's temporary dirs."""
-    return Path(os.environ.get("MMGITOPS_STATE") or platformdirs.user_state_dir("mmgitops"))
+# The mmgitops state dir, where cleanup looks for suite-named meshes outside pytest's temporary dirs (the name the
+# CLI's conform bench imports).
+leftover_root = state_root
 
 
 def _state_roots() -> list[tuple[Path, int | None]]:
     """Where embedded meshes keep their state, with the PID of a run still using it: the mmgitops state dir,
     and pytest's temporary directories (the suite gives each run's mesh a fresh one; pytest keeps three)."""
-    roots: list[tuple[Path, int | None]] = [(leftover_root(), None)]
+    roots: list[tuple[Path, int | None]] = [(state_root(), None)]
     temp = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
     if temp.is_dir():
         # pytest-current and *current are symlinks to directories listed anyway.

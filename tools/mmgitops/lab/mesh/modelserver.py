@@ -5,59 +5,20 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import grpc
-from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
 
 from mmgitops.errors import ToolError
+from mmgitops.lab.ports import free_port, retry_port_clash
+from mmgitops.modelmesh import stubs
 
 PR_SET_PDEATHSIG = 1
-T = TypeVar("T")
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port free now, never one this process handed out before. For servers that cannot bind
-    port 0 and report it; another process may still take it first, which port_clash() tells."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-
-
-def port_clash(log: Path, offset: int) -> bool:
-    """Whether a server that exited at startup wrote, after `offset` in its log, that its port was taken."""
-    try:
-        with log.open("rb") as text:
-            text.seek(offset)
-            return b"address already in use" in text.read().lower()
-    except OSError:
-        return False
-
-
-def retry_port_clash(start: Callable[[], T], log: Path, attempts: int = 3) -> T:
-    """start(), again with fresh ports (start picks them) while it fails because its port was taken."""
-    for attempt in range(attempts):
-        offset = log.stat().st_size if log.exists() else 0
-        try:
-            return start()
-        except ToolError:
-            if attempt == attempts - 1 or not port_clash(log, offset):
-                raise
-    raise AssertionError("unreachable")
+v2_pb, v2_grpc = stubs.v2()
 
 
 @dataclass
@@ -120,12 +81,12 @@ def _start_once(models_dir: Path, log: Path, timeout: float, own_group: bool) ->
     server = ModelServer(models_dir, ports["grpc"], ports["http"], ports["metrics"], process)
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(server.grpc_target) as channel:
-        stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+        stub = v2_grpc.GRPCInferenceServiceStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise ToolError(f"MLServer exited with {process.returncode} at startup (log: {log})")
             try:
-                if stub.ServerReady(dataplane_pb2.ServerReadyRequest(), timeout=1).ready:
+                if stub.ServerReady(v2_pb.ServerReadyRequest(), timeout=1).ready:
                     return server
             except grpc.RpcError:
                 pass

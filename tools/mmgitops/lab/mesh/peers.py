@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 
 import grpc
-from mlserver.grpc import dataplane_pb2_grpc
 
 from mmgitops.modelmesh import stubs
 
-mesh_pb, mesh_grpc = stubs.load("model-mesh")
+mesh_pb, mesh_grpc = stubs.mesh()
+_, v2_grpc = stubs.v2()
 
 # Set on a call from one instance to another: the receiver serves or loads the model itself
 # instead of routing again, so a request crosses at most one hop.
@@ -28,8 +28,8 @@ class Peers:
                 channel = self._channels[endpoint] = grpc.insecure_channel(endpoint)
             return channel
 
-    def inference(self, endpoint: str) -> dataplane_pb2_grpc.GRPCInferenceServiceStub:
-        return dataplane_pb2_grpc.GRPCInferenceServiceStub(self.channel(endpoint))
+    def inference(self, endpoint: str) -> v2_grpc.GRPCInferenceServiceStub:
+        return v2_grpc.GRPCInferenceServiceStub(self.channel(endpoint))
 
     def mesh(self, endpoint: str) -> mesh_grpc.ModelMeshStub:  # type: ignore[name-defined]
         return mesh_grpc.ModelMeshStub(self.channel(endpoint))

@@ -11,7 +11,9 @@ the instance's lease (ModelMesh's session node): a killed instance leaves the in
 lease expires, but its copies stay in the model records until the leader's registry reaper prunes them
 (reaper.py), as ModelMesh's do (ModelMesh.pruneModelRegistry).
 The view is filled by one range read and kept current by a watch from the next revision, so the
-request path never waits on etcd.
+request path never waits on etcd. The watch thread changes the view while requests read it, so the view stays
+private: callers get copies, taken under the registry's lock (`snapshot`, `copies`, `instances`, `model`, ...),
+and the records in them are frozen.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelRecord:
     type: str
     path: str = ""
@@ -45,21 +47,21 @@ class ModelRecord:
     auto_delete: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class VModelRecord:
     active: str
     target: str
     owner: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CopyRecord:
     status: str  # LOADING | LOADED | LOADING_FAILED
     time: int
     error: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class InstanceRecord:
     """ModelMesh's InstanceRecord: what an instance publishes about itself; sizes in 8 KiB units."""
 
@@ -71,8 +73,12 @@ class InstanceRecord:
     started: int = field(default_factory=now_ms)
     loading_threads: int = 0
     loading: int = 0  # loads in progress
-    labels: list[str] = field(default_factory=list)
+    labels: tuple[str, ...] = ()
     shutting_down: bool = False
+
+    def __post_init__(self) -> None:
+        # JSON gives a list; a tuple keeps the frozen record whole.
+        object.__setattr__(self, "labels", tuple(self.labels))
 
 
 KINDS: dict[str, type] = {"models": ModelRecord, "vmodels": VModelRecord, "instances": InstanceRecord,
@@ -81,10 +87,17 @@ KINDS: dict[str, type] = {"models": ModelRecord, "vmodels": VModelRecord, "insta
 
 @dataclass
 class View:
+    """The registry's tables; a View a caller holds is its own copy."""
+
     models: dict[str, ModelRecord] = field(default_factory=dict)
     vmodels: dict[str, VModelRecord] = field(default_factory=dict)
     instances: dict[str, InstanceRecord] = field(default_factory=dict)
     copies: dict[str, dict[str, CopyRecord]] = field(default_factory=dict)
+
+    def copy(self) -> View:
+        # The records are frozen: copying the tables is enough.
+        return View(dict(self.models), dict(self.vmodels), dict(self.instances),
+                    {model_id: dict(by_instance) for model_id, by_instance in self.copies.items()})
 
 
 class Registry:
@@ -93,8 +106,8 @@ class Registry:
         self._connect = lambda: etcd3gw.Etcd3Client(host=host, port=int(port), timeout=5, api_path="/v3/")
         self.client = self._connect()
         self.prefix = prefix
-        self.view = View()
-        self.lock = threading.RLock()
+        self._view = View()
+        self._lock = threading.RLock()
         self.revision = 0
         self._watcher: Any = None
         self._listeners: list[Callable[[str, str, str, Any], None]] = []
@@ -115,15 +128,15 @@ class Registry:
         self._apply_own("DELETE", key, "", result)
 
     def _apply_own(self, event: str, key: str, value: str, result: dict[str, Any]) -> None:
-        with self.lock:
+        with self._lock:
             self._apply(event, key, value, int(result["header"]["revision"]))
 
     def create_model(self, model_id: str, record: ModelRecord) -> bool:
         """False when the id is taken (registration is first-writer-wins, as in ModelMesh)."""
         created = bool(self.client.create(f"{self.prefix}models/{model_id}", json.dumps(asdict(record))))
         if created:
-            with self.lock:
-                self.view.models[model_id] = record
+            with self._lock:
+                self._view.models[model_id] = record
         return created
 
     def put_model(self, model_id: str, record: ModelRecord) -> None:
@@ -170,7 +183,35 @@ class Registry:
         found = self._range(f"{self.prefix}copies/{model_id}/", prefix=True)
         return {key.rpartition("/")[2]: CopyRecord(**json.loads(value)) for key, value in found}
 
-    # ---- the view -------------------------------------------------------------------------
+    # ---- the view: copies only ------------------------------------------------------------
+    def snapshot(self) -> View:
+        """Every table as this process knows it now."""
+        with self._lock:
+            return self._view.copy()
+
+    def model(self, model_id: str) -> ModelRecord | None:
+        with self._lock:
+            return self._view.models.get(model_id)
+
+    def vmodel(self, vmodel_id: str) -> VModelRecord | None:
+        with self._lock:
+            return self._view.vmodels.get(vmodel_id)
+
+    def vmodels_where(self, wanted: Callable[[VModelRecord], bool]) -> dict[str, VModelRecord]:
+        with self._lock:
+            return {v: r for v, r in self._view.vmodels.items() if wanted(r)}
+
+    def instances(self) -> dict[str, InstanceRecord]:
+        """The instance table: the live instances and what each published last."""
+        with self._lock:
+            return dict(self._view.instances)
+
+    def copies(self, model_id: str) -> dict[str, CopyRecord]:
+        """A model's copies by instance id."""
+        with self._lock:
+            return dict(self._view.copies.get(model_id, {}))
+
+    # ---- following etcd ------------------------------------------------------------------
     def on_change(self, listener: Callable[[str, str, str, Any], None]) -> None:
         """listener(event, kind, name, record): event PUT or DELETE."""
         self._listeners.append(listener)
@@ -178,7 +219,7 @@ class Registry:
     def start(self) -> None:
         result = self.client.post(self.client.get_url("/kv/range"), json={
             "key": _b64(self.prefix), "range_end": _b64(_prefix_end(self.prefix))})
-        with self.lock:
+        with self._lock:
             self.revision = int(result["header"]["revision"])
             for item in result.get("kvs", []):
                 self._apply("PUT", _unb64(item["key"]), _unb64(item.get("value", "")), int(item["mod_revision"]))
@@ -193,7 +234,7 @@ class Registry:
     def _follow(self, events: Any) -> None:
         for event in events:
             kv = event["kv"]
-            with self.lock:
+            with self._lock:
                 self._apply(event.get("type", "PUT"), kv["key"].decode(), kv.get("value", b"").decode(),
                             int(kv.get("mod_revision", 0)))
 
@@ -206,15 +247,15 @@ class Registry:
         record = KINDS[kind](**json.loads(value)) if event == "PUT" else None
         if kind == "copies":
             model_id, _, instance_id = name.rpartition("/")
-            copies = self.view.copies.setdefault(model_id, {})
+            copies = self._view.copies.setdefault(model_id, {})
             if record is not None:
                 copies[instance_id] = record
             else:
                 copies.pop(instance_id, None)
                 if not copies:
-                    self.view.copies.pop(model_id, None)
+                    self._view.copies.pop(model_id, None)
         else:
-            table: dict[str, Any] = getattr(self.view, kind)
+            table: dict[str, Any] = getattr(self._view, kind)
             if record is not None:
                 table[name] = record
             else:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-UNIT = 8192
+from mmgitops.modelmesh.defaults import UNIT_BYTES
+
 Mi = 2**20
 Gi = 2**30
 # ModelMesh's runtime adapter advertises this default model size (DEFAULT_MODELSIZE).
@@ -23,12 +24,12 @@ def local_default_model_size(capacity_bytes: int) -> int:
     the adapter's own 1,000,000 bytes, unless the capacity is below ten of them, which ModelMesh refuses
     (setupMemory); then a tenth of the capacity in whole units, at least one. So a pod of ten units holds nine
     one-unit sample models, as a real pod with DEFAULT_MODELSIZE set so would."""
-    return max(UNIT, min(DEFAULT_MODEL_SIZE_BYTES, capacity_bytes // 10 // UNIT * UNIT))
+    return max(UNIT_BYTES, min(DEFAULT_MODEL_SIZE_BYTES, capacity_bytes // 10 // UNIT_BYTES * UNIT_BYTES))
 
 
 def to_units(size_bytes: int) -> int:
     """ModelLoader.toUnits: whole 8 KiB units, rounded up (0 stays 0)."""
-    units, rest = divmod(size_bytes, UNIT)
+    units, rest = divmod(size_bytes, UNIT_BYTES)
     return units + (1 if rest else 0)
 
 
@@ -48,7 +49,7 @@ def _gb(size_bytes: int) -> str:
 
 def min_capacity_bytes(default_model_size_bytes: int = DEFAULT_MODEL_SIZE_BYTES) -> int:
     """setupMemory(): at least 10 default-size models or 512 MiB, whichever is smaller, and never below 2."""
-    default = to_units(default_model_size_bytes) * UNIT
+    default = to_units(default_model_size_bytes) * UNIT_BYTES
     return max(2 * default, min(512 * Mi, 10 * default))
 
 
@@ -61,7 +62,7 @@ def check_startup(capacity_bytes: int, max_loading_concurrency: int, load_timeou
         raise StartupError("Default model size must be >= 1 unit")
     if load_timeout_ms < 100:
         raise StartupError("Loading timeout must be >= 100 ms")
-    default = to_units(default_model_size_bytes) * UNIT
+    default = to_units(default_model_size_bytes) * UNIT_BYTES
     if capacity_bytes < min_capacity_bytes(default_model_size_bytes):
         raise StartupError(f"Reported model capacity {_gb(capacity_bytes)} too small relative to advertised "
                            f"default model size of {_mb(default)}")
@@ -69,7 +70,7 @@ def check_startup(capacity_bytes: int, max_loading_concurrency: int, load_timeou
 
 @dataclass(frozen=True)
 class CacheSizes:
-    capacity_units: int  # the whole cache (capacity bytes / UNIT, rounded down)
+    capacity_units: int  # the whole cache (capacity bytes / UNIT_BYTES, rounded down)
     unload_buffer_units: int  # reserved for unloads in progress; 0 when the runtime needs no unloads
     min_space_units: int  # an instance with less free space than this is "full"
     default_model_units: int
@@ -83,7 +84,7 @@ class CacheSizes:
 def cache_sizes(capacity_bytes: int, loading_threads: int, default_model_size_bytes: int = DEFAULT_MODEL_SIZE_BYTES,
                 requires_unload: bool = True) -> CacheSizes:
     """ModelMesh.initialize(): the unload buffer (loader.requiresUnload()) and the full threshold."""
-    capacity = capacity_bytes // UNIT
+    capacity = capacity_bytes // UNIT_BYTES
     default = to_units(default_model_size_bytes)
     buffer = 0
     if requires_unload:

@@ -22,7 +22,7 @@ import botocore.config
 import botocore.exceptions
 
 from mmgitops.errors import ToolError
-from mmgitops.lab.mesh.modelserver import free_port, retry_port_clash
+from mmgitops.lab.ports import free_port, retry_port_clash
 from mmgitops.modelmesh.storage import (
     DEFAULT_REGION,
     StorageEntry,
