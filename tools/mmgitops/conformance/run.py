@@ -74,7 +74,20 @@ def pytest_args(options: Options) -> list[str]:
     return [*args, *options.extra]
 
 
+def check(options: Options) -> None:
+    """The suite's own Settings check, before pytest starts: a bad flag is one line of this CLI's, and exit 2."""
+    import pytest
+
+    from mmgitops.conformance import settings
+
+    try:
+        settings.from_values({name: getattr(options, name) for name in PASSED_ON})
+    except pytest.UsageError as error:
+        raise ToolError(str(error)) from None
+
+
 def run(options: Options, notice: Callable[[str], None] = lambda _: None) -> int:
+    check(options)
     if options.report:
         if options.report.exists() and not options.report.is_dir():
             raise ToolError(f"--report {options.report}: not a directory")

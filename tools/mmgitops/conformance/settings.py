@@ -117,10 +117,9 @@ def add_options(parser: pytest.Parser) -> None:
                                           f"(default: {DEFAULT_CAPACITY_MODELS})")
 
 
-def _given(config: pytest.Config) -> dict[str, object]:
-    names = [name for name in Settings.__dataclass_fields__]
-    return {name: value for name in names
-            if (value := config.getoption(f"conformance_{name}", default=None)) is not None}
+def from_config(config: pytest.Config) -> Settings:
+    names = Settings.__dataclass_fields__
+    return from_values({name: config.getoption(f"conformance_{name}", default=None) for name in names})
 
 
 def _refuse(given: dict[str, object], names: tuple[str, ...], who: str) -> None:
@@ -135,8 +134,9 @@ def _at_least(given: dict[str, object], name: str, least: float, why: str = "") 
         raise pytest.UsageError(f"{flag(name)} {value}: must be at least {least:g}{why}")
 
 
-def from_config(config: pytest.Config) -> Settings:
-    given = _given(config)
+def from_values(values: dict[str, object]) -> Settings:
+    """Settings from option values by dest name; None or "" means not given."""
+    given = {name: value for name, value in values.items() if value not in (None, "")}
     target = str(given.get("target", "mesh"))
     if target == "cluster":
         if "endpoint" in given:
