@@ -46,6 +46,5 @@ def conform(info: dict[str, Any], report: Path) -> int:
     """Step 3: the suite in cluster mode; pytest's output goes straight to the terminal."""
     from mmgitops.conformance import run
 
-    return run.run(run.Options(
-        target="cluster", kubeconfig=info["kubeconfig"], storage_config=Path(info["storage_config"]),
-        resolver="port-forward", report=report, min_churn_age_ms=CHURN_MS))
+    return run.run({"target": "cluster", "kubeconfig": info["kubeconfig"], "storage_config": info["storage_config"],
+                    "resolver": "port-forward", "min_churn_age_ms": CHURN_MS}, report)

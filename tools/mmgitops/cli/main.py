@@ -438,6 +438,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+# The conform flags that are the suite's own options (mmgitops.conformance.settings), passed on as given.
+CONFORM_FLAGS = ("target", "endpoint", "engine", "gpu_endpoint", "rest_port", "metrics_port", "probe_port",
+                 "kill_command", "kubeconfig", "context", "storage_config", "storage_key", "resolver")
+
+
 def cmd_conform(args: argparse.Namespace) -> int:
     from mmgitops.conformance import report, run
 
@@ -462,13 +467,9 @@ def cmd_conform(args: argparse.Namespace) -> int:
             removed, kept = removed + more_removed, kept + more_kept
         print("\n".join([*removed, *kept]) if removed or kept else "nothing to clean up")
         return EXIT_OK
-    options = run.Options(target=args.target, endpoint=args.endpoint, engine=args.engine,
-                          gpu_endpoint=args.gpu_endpoint, rest_port=args.rest_port, metrics_port=args.metrics_port,
-                          probe_port=args.probe_port, kill_command=args.kill_command, report=args.report,
-                          markexpr=args.markexpr, kubeconfig=args.kubeconfig, context=args.context,
-                          storage_config=args.storage_config, storage_key=args.storage_key, resolver=args.resolver,
-                          extra=getattr(args, "pytest_args", []))
-    return run.run(options, lambda text: err.print(f"mmgitops: {text}", markup=False, highlight=False))
+    flags = {name: getattr(args, name) for name in CONFORM_FLAGS}
+    return run.run(flags, args.report, args.markexpr, getattr(args, "pytest_args", []),
+                   lambda text: err.print(f"mmgitops: {text}", markup=False, highlight=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,15 @@ def local_mesh(config: pytest.Config, state_root: Path, name: str,
                                   engine=config.stash[SETTINGS].engine)
 
 
+def own_mesh(request: pytest.FixtureRequest, kind: str, flags: Sequence[str]) -> Iterator[Target]:
+    """A local mesh of a check's own shape, named `<kind>-<run id>` (as `mmgitops conform cleanup` looks for it)
+    and stopped when the fixture ends."""
+    run_id = request.getfixturevalue("run_id")
+    state_root = request.getfixturevalue("tmp_path_factory").mktemp(f"{kind}-mesh")
+    with local_mesh(request.config, state_root, f"{kind}-{run_id}", flags) as embedded:
+        yield embedded
+
+
 @pytest.fixture(scope="session")
 def given_samples(conformance_settings: Settings, request: pytest.FixtureRequest,
                   run_id: str) -> Iterator[list[SampleRef]]:
@@ -163,8 +172,7 @@ def cluster_runtime(request: pytest.FixtureRequest, kind: str, replicas: int, ca
 
 
 @pytest.fixture(scope="session")
-def gpu_target(request: pytest.FixtureRequest, conformance_settings: Settings,
-               tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[Target]:
+def gpu_target(request: pytest.FixtureRequest, conformance_settings: Settings) -> Iterator[Target]:
     """The one pod of a single-replica GPU runtime. Locally: a one-instance mesh with room for every packed
     model and a few more, so that packing, not eviction, is what the check sees."""
     models = conformance_settings.packing_models
@@ -178,15 +186,13 @@ def gpu_target(request: pytest.FixtureRequest, conformance_settings: Settings,
     if conformance_settings.given_pods:
         pytest.skip("no single-replica GPU runtime: --endpoint names the pods of one runtime; pass --gpu-endpoint "
                     "HOST:PORT of the GPU runtime's pod to run the packing check")
-    flags = ("--instances", "1", "--capacity", str((models + 4) * UNIT_BYTES), "--samples", "6", "--no-register")
-    with local_mesh(request.config, tmp_path_factory.mktemp("gpu-mesh"), f"gpu-{run_id}", flags) as embedded:
-        yield embedded
+    yield from own_mesh(request, "gpu", ("--instances", "1", "--capacity", str((models + 4) * UNIT_BYTES),
+                                         "--samples", "6", "--no-register"))
 
 
 @pytest.fixture(scope="session")
 def session_deployments(target: Target, run_id: str) -> Iterator[Deployments]:
-    with tracked(target, run_id) as made:
-        yield made
+    yield from tracked(target, run_id)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from mmgitops.conformance.target import (
     TargetError,
     model_type_label,
 )
-from mmgitops.modelmesh import defaults, ids, metrics
+from mmgitops.modelmesh import defaults, ids
 
 # One small mesh serves the whole suite: two pods with the smallest capacity ModelMesh starts with at a one-unit
 # default model size (10 units, ModelMesh.setupMemory; one of them is its unload buffer), so that eviction
@@ -136,10 +136,6 @@ class MeshTarget:
         if chosen.probes is None:
             raise TargetError("UNIMPLEMENTED", f"no probe endpoint known for pod {chosen.id}")
         return clients.probe_ready(chosen.probes)
-
-    def capacity_models(self, pod: str) -> int | None:
-        capacity = metrics.value(self.metrics(pod), "modelmesh_instance_capacity_bytes")
-        return None if capacity is None else int(capacity) // UNIT_BYTES
 
     # ---- faults -----------------------------------------------------------------------------
     def kill_pod(self, pod: str) -> None:

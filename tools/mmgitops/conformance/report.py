@@ -104,6 +104,18 @@ def _figure_values(tests: list[dict[str, Any]], name: str) -> list[tuple[str, An
     return found
 
 
+def _recorded(tests: list[dict[str, Any]], name: str, kind: type) -> list[tuple[str, Any]]:
+    """The non-empty figures `name` of type `kind`, each with the node id of the check that recorded it."""
+    return [(nodeid, value) for nodeid, value in _figure_values(tests, name) if isinstance(value, kind) and value]
+
+
+def _subplots(rows: int, columns: int, size: tuple[float, float]) -> tuple[Any, Any]:
+    # matplotlib takes a second to import: only a report with plots pays for it.
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(rows, columns, figsize=size, squeeze=False)
+
+
 def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
@@ -118,10 +130,9 @@ def _latency(tests: list[dict[str, Any]]) -> str | None:
     warm = [v for _, value in _figure_values(tests, "warm_ms") for v in _numbers(value)]
     if not cold and not warm:
         return None
-    import matplotlib.pyplot as plt
-
     series = [(label, data) for label, data in (("cold", cold), ("warm", warm)) if data]
-    fig, (box, hist) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = _subplots(1, 2, (10, 3.6))
+    box, hist = axes[0]
     box.boxplot([data for _, data in series], tick_labels=[f"{label} (n={len(data)})" for label, data in series])
     # Cold loads and warm requests differ by orders of magnitude: only a log axis shows both.
     box.set_yscale("log")
@@ -142,13 +153,10 @@ def _latency(tests: list[dict[str, Any]]) -> str | None:
 
 
 def _timeline(tests: list[dict[str, Any]]) -> str | None:
-    recorded = [(nodeid, value) for nodeid, value in _figure_values(tests, "eviction_timeline")
-                if isinstance(value, list) and value]
+    recorded = _recorded(tests, "eviction_timeline", list)
     if not recorded:
         return None
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(recorded), 1, figsize=(10, 0.5 + 2.6 * len(recorded)), squeeze=False)
+    fig, axes = _subplots(len(recorded), 1, (10, 0.5 + 2.6 * len(recorded)))
     for ax, (nodeid, events) in zip(axes[:, 0], recorded, strict=True):
         rows: dict[str, list[tuple[float, str]]] = {}
         for event in events:
@@ -171,13 +179,10 @@ def _timeline(tests: list[dict[str, Any]]) -> str | None:
 
 
 def _packing(tests: list[dict[str, Any]]) -> str | None:
-    recorded = [(nodeid, value) for nodeid, value in _figure_values(tests, "models_per_pod")
-                if isinstance(value, dict) and value]
+    recorded = _recorded(tests, "models_per_pod", dict)
     if not recorded:
         return None
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(recorded), figsize=(max(5, 4.5 * len(recorded)), 3.4), squeeze=False)
+    fig, axes = _subplots(1, len(recorded), (max(5, 4.5 * len(recorded)), 3.4))
     for ax, (nodeid, counts) in zip(axes[0], recorded, strict=True):
         pods = sorted(counts)
         bars = ax.bar(pods, [float(counts[p]) for p in pods], color="tab:blue", width=0.6)

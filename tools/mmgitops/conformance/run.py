@@ -14,10 +14,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
+from mmgitops.conformance import settings
+from mmgitops.conformance.settings import Settings
 from mmgitops.errors import ToolError
 
 SUITE = "mmgitops.conformance.checks"
@@ -26,75 +29,65 @@ PYTEST_TO_EXIT = {0: 0, 1: 1, 2: 130}
 NO_TESTS_COLLECTED = 5
 
 
-@dataclass
-class Options:
-    """The flags `mmgitops conform` passes on; None and "" mean "not given", so the suite's Settings apply its
-    defaults and refuse flags given for another mode."""
-
-    target: str | None = None
-    endpoint: str = ""
-    engine: str | None = None
-    gpu_endpoint: str = ""
-    rest_port: int | None = None
-    metrics_port: int | None = None
-    probe_port: int | None = None
-    kill_command: str = ""
-    report: Path | None = None
-    markexpr: str = ""
-    kubeconfig: str | None = None
-    context: str | None = None
-    storage_config: Path | None = None
-    storage_key: str | None = None
-    resolver: str | None = None
-    min_churn_age_ms: int | None = None
-    extra: list[str] = field(default_factory=list)
-
-
-PASSED_ON = ("target", "endpoint", "engine", "gpu_endpoint", "rest_port", "metrics_port", "probe_port",
-             "kill_command", "kubeconfig", "context", "storage_config", "storage_key", "resolver", "min_churn_age_ms")
+# The suite's options `mmgitops conform` passes on, by dest name (settings.Settings); None or "" is "not given".
+Flags = dict[str, object]
 
 
 def suite_dir() -> Path:
     return Path(str(resources.files(SUITE)))
 
 
-def pytest_args(options: Options) -> list[str]:
+def pytest_args(flags: Flags, report: Path | None = None, markexpr: str = "", extra: Sequence[str] = ()) -> list[str]:
     # The checks' package is the rootdir and no ini file is read: a run gives the same node ids wherever the
     # package is installed, and a pytest configuration in the user's directory does not change the suite.
     args = ["--pyargs", SUITE, "--rootdir", str(suite_dir().parent), "-c", os.devnull, "-p", "no:cacheprovider"]
-    for name in PASSED_ON:
-        value = getattr(options, name)
+    for name, value in flags.items():
         if value not in (None, ""):
             args += [f"--{name.replace('_', '-')}", str(value)]
-    if options.markexpr:
-        args += ["-m", options.markexpr]
-    if options.report:
-        report = options.report.resolve()
-        args += ["--junitxml", str(report / "junit.xml"), "--conformance-report", str(report)]
-    return [*args, *options.extra]
+    if markexpr:
+        args += ["-m", markexpr]
+    if report:
+        args += ["--junitxml", str(report.resolve() / "junit.xml"), "--conformance-report", str(report.resolve())]
+    return [*args, *extra]
 
 
-def check(options: Options) -> None:
+def check(flags: Flags) -> Settings:
     """The suite's own Settings check, before pytest starts: a bad flag is one line of this CLI's, and exit 2."""
-    import pytest
-
-    from mmgitops.conformance import settings
-
     try:
-        settings.from_values({name: getattr(options, name) for name in PASSED_ON})
+        return settings.from_values(flags)
     except pytest.UsageError as error:
         raise ToolError(str(error)) from None
 
 
-def run(options: Options, notice: Callable[[str], None] = lambda _: None) -> int:
-    check(options)
-    if options.report:
-        if options.report.exists() and not options.report.is_dir():
-            raise ToolError(f"--report {options.report}: not a directory")
-        options.report.mkdir(parents=True, exist_ok=True)
-    code = run_pytest(pytest_args(options), notice)
+def preflight(chosen: Settings) -> None:
+    """What would stop the run at its first fixture, found before pytest starts so that it is one line and exit 2:
+    a storage-config without the storage to use, a cluster that does not answer, endpoints that do not."""
+    from mmgitops.conformance import mesh_target, staging
+
+    if chosen.storage_config is not None:
+        staging.choose(chosen.storage_config, chosen.storage_key)
+    if chosen.cluster:
+        from mmgitops.conformance.cluster import session
+
+        session.api_client(chosen.kubeconfig, chosen.context)
+    if chosen.given_pods:
+        pods = [*mesh_target.given_pods(chosen.endpoint), *(mesh_target.given_pods(chosen.gpu_endpoint)
+                                                             if chosen.gpu_endpoint else [])]
+        unreachable = mesh_target.unreachable(pods)
+        if unreachable:
+            raise ToolError(f"--endpoint: nothing answers at {', '.join(unreachable)}")
+
+
+def run(flags: Flags, report: Path | None = None, markexpr: str = "", extra: Sequence[str] = (),
+        notice: Callable[[str], None] = lambda _: None) -> int:
+    preflight(check(flags))
+    if report:
+        if report.exists() and not report.is_dir():
+            raise ToolError(f"--report {report}: not a directory")
+        report.mkdir(parents=True, exist_ok=True)
+    code = run_pytest(pytest_args(flags, report, markexpr, extra), notice)
     if code == NO_TESTS_COLLECTED:
-        raise ToolError(f"no conformance check matched{f' -m {options.markexpr!r}' if options.markexpr else ''}")
+        raise ToolError(f"no conformance check matched{f' -m {markexpr!r}' if markexpr else ''}")
     return PYTEST_TO_EXIT.get(code, 2)
 
 

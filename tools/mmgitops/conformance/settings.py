@@ -145,17 +145,17 @@ def from_values(values: dict[str, object]) -> Settings:
         _refuse(given, ("engine",), "--target mesh without --endpoint")
         _refuse(given, ENDPOINT_ONLY, "--endpoint")
         if "storage_config" not in given:
-            raise pytest.UsageError("--target cluster needs --storage-config FILE: an S3 storage the runtime pods "
-                                    "can pull from")
+            raise pytest.UsageError("--target cluster needs --storage-config FILE: an S3 storage the pods can pull "
+                                    "from")
     elif "endpoint" in given:
         _refuse(given, CLUSTER_ONLY, "--target cluster")
         _refuse(given, ("engine",), "--target mesh without --endpoint: the suite starts no local mesh when "
                                     "--endpoint names the pods, so")
-        if "storage_config" not in given:
-            raise pytest.UsageError("--endpoint needs --storage-config FILE: an S3 storage the pods can pull from")
         for name in ("endpoint", "gpu_endpoint"):
             if name in given:
                 parse_endpoints(str(given[name]), flag(name))
+        if "storage_config" not in given:
+            raise pytest.UsageError("--endpoint needs --storage-config FILE: an S3 storage the pods can pull from")
     else:
         _refuse(given, CLUSTER_ONLY, "--target cluster")
         _refuse(given, STORAGE, "--target cluster and --endpoint")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 import tenacity
@@ -15,6 +14,7 @@ from mmgitops.conformance.target import (
     LOADED,
     PUBLISH_MIN_PERIOD_S,
     PUBLISHED_WITHIN_S,
+    UNIT_BYTES,
     Deployed,
     SampleRef,
     Target,
@@ -48,7 +48,6 @@ class Deployments:
         return failures
 
 
-@contextmanager
 def tracked(target: Target, run_id: str, where: str = "") -> Iterator[Deployments]:
     """Deployments on the target under the run's prefix, all removed at the end; leftovers fail the teardown."""
     made = Deployments(target, f"conf-{run_id}")
@@ -129,8 +128,14 @@ def summed(target: Target, name: str) -> float:
     return metrics.total((target.metrics(pod) for pod in target.pods()), name)
 
 
+def capacity_models(target: Target, pod: str) -> int | None:
+    """How many one-unit models the pod has room for, from its modelmesh_instance_capacity_bytes."""
+    capacity = metrics.value(target.metrics(pod), "modelmesh_instance_capacity_bytes")
+    return None if capacity is None else int(capacity) // UNIT_BYTES
+
+
 def room_per_pod(target: Target) -> dict[str, int]:
-    room = {pod: target.capacity_models(pod) for pod in target.pods()}
+    room = {pod: capacity_models(target, pod) for pod in target.pods()}
     missing = [pod for pod, k in room.items() if not k]
     if missing:
         pytest.fail(f"pods {', '.join(missing)} report no modelmesh_instance_capacity_bytes")

@@ -135,10 +135,6 @@ class Target(Protocol):
         """Whether the pod's ModelMesh answers its readiness probe (`GET /ready` on port 8089)."""
         ...
 
-    def capacity_models(self, pod: str) -> int | None:
-        """How many one-unit models fit on the pod, or None when it does not say."""
-        ...
-
     def kill_pod(self, pod: str) -> None:
         """Kill the pod abruptly (no graceful shutdown); raises TargetError UNIMPLEMENTED when it cannot."""
         ...

@@ -38,8 +38,7 @@ class K8sObject:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        meta = self.body.get("metadata")
-        return meta if isinstance(meta, dict) else {}
+        return _mapping(self.body.get("metadata"))
 
     @property
     def name(self) -> str:
@@ -51,13 +50,11 @@ class K8sObject:
 
     @property
     def annotations(self) -> dict[str, str]:
-        ann = self.metadata.get("annotations")
-        return ann if isinstance(ann, dict) else {}
+        return _mapping(self.metadata.get("annotations"))
 
     @property
     def labels(self) -> dict[str, str]:
-        labels = self.metadata.get("labels")
-        return labels if isinstance(labels, dict) else {}
+        return _mapping(self.metadata.get("labels"))
 
     @property
     def ref(self) -> str:
@@ -74,3 +71,8 @@ def dig(body: Any, *path: str) -> Any:
             return None
         body = body.get(key)
     return body
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A field a manifest should hold a mapping in, or {} when it holds anything else: the checks report that."""
+    return value if isinstance(value, dict) else {}

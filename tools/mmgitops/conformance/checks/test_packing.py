@@ -29,8 +29,7 @@ class Packed:
 
 @pytest.fixture(scope="module")
 def gpu_deployments(gpu_target: Target, run_id: str) -> Iterator[Deployments]:
-    with tracked(gpu_target, run_id, " on the GPU runtime") as made:
-        yield made
+    yield from tracked(gpu_target, run_id, " on the GPU runtime")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pytest
 import tenacity
 
-from mmgitops.conformance.fixtures import local_mesh
+from mmgitops.conformance.fixtures import own_mesh
 from mmgitops.conformance.settings import SETTINGS
 from mmgitops.conformance.steps import Deployments, distinct_samples, tracked, wait_for_state
 from mmgitops.conformance.target import LOADED, Deployed, InferResult, Target, TargetError
@@ -94,19 +94,16 @@ class Kill:
 
 
 @pytest.fixture(scope="module")
-def resilience_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                      run_id: str) -> Iterator[Target]:
+def resilience_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     if request.config.stash[SETTINGS].external:
         yield request.getfixturevalue("target")
         return
-    with local_mesh(request.config, tmp_path_factory.mktemp("resilience-mesh"), f"res-{run_id}", FLAGS) as embedded:
-        yield embedded
+    yield from own_mesh(request, "res", FLAGS)
 
 
 @pytest.fixture(scope="module")
 def resilience_deployments(resilience_target: Target, run_id: str) -> Iterator[Deployments]:
-    with tracked(resilience_target, run_id) as made:
-        yield made
+    yield from tracked(resilience_target, run_id)
 
 
 def reloaded(target: Target, models: list[Deployed], killed: str) -> dict[str, list[str]] | None:

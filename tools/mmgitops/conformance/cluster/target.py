@@ -22,7 +22,6 @@ from mmgitops.conformance.cluster.platform import get, pod_ready, reason
 from mmgitops.conformance.cluster.session import Session
 from mmgitops.conformance.target import (
     GONE,
-    UNIT_BYTES,
     Deployed,
     InferResult,
     Platform,
@@ -229,10 +228,6 @@ class ClusterTarget:
 
     def probe_ready(self, pod: str) -> bool:
         return clients.probe_ready(f"http://{self.resolver.address(pod, PORTS['probes'])}")
-
-    def capacity_models(self, pod: str) -> int | None:
-        capacity = clients.metric_value(self.metrics(pod), "modelmesh_instance_capacity_bytes")
-        return None if capacity is None else int(capacity) // UNIT_BYTES
 
     def kill_pod(self, pod: str) -> None:
         """Delete the pod with no grace period: its containers get SIGKILL, as on a node loss."""
