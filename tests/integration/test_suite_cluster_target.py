@@ -22,7 +22,7 @@ from mmgitops.conformance.cluster.resolve import Annotation
 from mmgitops.conformance.cluster.target import ClusterTarget
 from mmgitops.lab.mesh import storage
 
-from tests.integration.conftest import ROOT, mmgitops
+from tests.integration.conftest import mmgitops
 
 pytestmark = pytest.mark.integration
 RUN = "0c0ffe"

@@ -19,7 +19,7 @@ from mmgitops.gitops.schemas import catalog
 from mmgitops.lab.standins import modelmesh
 from mmgitops.lab.standins.modelmesh.controller import ENGINE_ANNOTATION as ENGINE
 
-from tests.integration.conftest import ROOT, mmgitops
+from tests.integration.conftest import mmgitops
 
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")

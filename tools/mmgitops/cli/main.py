@@ -184,6 +184,7 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
 
 def mesh_parser(local_sub: argparse._SubParsersAction) -> None:
     from mmgitops.lab.mesh.faults import FAULTS
+    from mmgitops.modelmesh.defaults import MIN_CHURN_AGE_MS, UNIT_BYTES
 
     lm = local_sub.add_parser(
         "mesh", help="start, stop or inspect the local mesh (a ModelMesh-compatible data plane for tests)",
@@ -198,10 +199,11 @@ def mesh_parser(local_sub: argparse._SubParsersAction) -> None:
                     help="kill: the instance id of the pod to kill abruptly (SIGKILL to its process group, as a node "
                     "loss would), e.g. for `conform --kill-command`")
     lm.add_argument("--instances", type=whole(1), default=3, metavar="N", help="instance processes (default 3)")
-    lm.add_argument("--capacity", type=whole(8192), default=64 * 2**20, metavar="BYTES",
+    lm.add_argument("--capacity", type=whole(UNIT_BYTES), default=64 * 2**20, metavar="BYTES",
                     help="model cache per instance, as the runtime reports it (default 64 MiB)")
-    lm.add_argument("--min-churn-age-ms", type=whole(0), default=300_000, metavar="MS",
-                    help="refuse a load that would evict a model used this recently (default 300000, ModelMesh's)")
+    lm.add_argument("--min-churn-age-ms", type=whole(0), default=MIN_CHURN_AGE_MS, metavar="MS",
+                    help="refuse a load that would evict a model used this recently "
+                    f"(default {MIN_CHURN_AGE_MS}, ModelMesh's)")
     lm.add_argument("--load-timeout-ms", type=whole(100), default=90_000, metavar="MS", help="default 90000")
     lm.add_argument("--max-loading-concurrency", type=whole(1), default=2, metavar="N", help="per instance (default 2)")
     lm.add_argument("--samples", type=whole(0), default=4, metavar="N",
@@ -472,6 +474,10 @@ def cmd_conform(args: argparse.Namespace) -> int:
                    lambda text: err.print(f"mmgitops: {text}", markup=False, highlight=False))
 
 
+# The extras a command needs beyond the base install (pyproject.toml [project.optional-dependencies]).
+EXTRAS = {"local": "lab", "demo": "conformance,lab", "conform": "conformance,lab", "bench": "conformance,lab"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     extra: list[str] = []
@@ -490,6 +496,13 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except ToolError as exc:
         err.print(f"mmgitops: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] == "mmgitops":
+            raise
+        extra = EXTRAS.get(args.command, "conformance,lab")
+        err.print(f"mmgitops: error: `mmgitops {args.command}` needs {exc.name}, which the base install leaves out: "
+                  f"pip install 'mmgitops[{extra}]'", markup=False, highlight=False, soft_wrap=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -27,6 +27,8 @@ MEASUREMENTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 RESULTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 GROUP_OF = pytest.StashKey[dict[str, str]]()
 STARTED = pytest.StashKey[float]()
+MISSING = pytest.StashKey[str]()
+CHECKS_DIR = str(Path(__file__).resolve().parent / "checks")
 # What the run ran on, as the session's target describes it (engine, reference commit, cluster server...).
 TARGET_INFO = pytest.StashKey[dict[str, str]]()
 
@@ -46,7 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[settings.SETTINGS] = settings.from_config(config)
     for name, text in GROUPS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    config.pluginmanager.import_plugin("mmgitops.conformance.fixtures")
+    try:
+        config.pluginmanager.import_plugin("mmgitops.conformance.fixtures")
+    except ImportError as error:
+        # A base install has no clients for the checks: pytest still runs a user's own tests, and the checks say
+        # what is missing if they are collected.
+        config.stash[MISSING] = f"{error}: the conformance checks need `pip install 'mmgitops[conformance]'`"
     config.stash[MEASUREMENTS] = {}
     config.stash[RESULTS] = {}
     config.stash[GROUP_OF] = {}
@@ -76,6 +83,11 @@ def group_of(item: pytest.Item) -> str:
     stem = item.path.stem.removeprefix("test_")
     # An unmarked module named like a group (tests/mesh/test_eviction.py) is not that group.
     return f"{item.path.parent.name}/{stem}" if stem in GROUPS else stem
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> None:
+    if MISSING in parent.config.stash and str(file_path).startswith(CHECKS_DIR):
+        pytest.exit(parent.config.stash[MISSING], returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.hookimpl(trylast=True)

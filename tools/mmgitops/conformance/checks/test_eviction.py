@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from mmgitops.conformance import clients
 from mmgitops.conformance.steps import (
     Deployments,
     fill_every_pod,
     pod_value,
     room_per_pod,
+    summed,
     wait_for_state,
     wait_until_empty,
 )
@@ -42,7 +42,7 @@ EVICTIONS = "modelmesh_age_at_eviction_milliseconds_count"
 
 
 def evictions(target: Target) -> float:
-    return sum(clients.metric_value(target.metrics(pod), EVICTIONS) or 0.0 for pod in target.pods())
+    return summed(target, EVICTIONS)
 
 
 def past_churn_age(target: Target) -> None:
