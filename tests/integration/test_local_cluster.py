@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.integration.conftest import mmgitops
+from tests.integration.conftest import ROOT, mmgitops
 
 pytestmark = pytest.mark.integration
-PROFILES = sorted(p.name for p in Path("overlays").iterdir())
+PROFILES = sorted(p.name for p in (ROOT / "overlays").iterdir())
+assert PROFILES, f"no profiles under {ROOT / 'overlays'}"
 
 
 def listening(pids: set[int]) -> list[str]:

@@ -29,7 +29,7 @@ from mmgitops.lab.standins.modelmesh.controller import (
     PORT_FORWARD,
 )
 
-from tests.integration.conftest import ROOT, mmgitops
+from tests.integration.conftest import mmgitops
 
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -70,7 +70,7 @@ def one_model_served(cluster: dict, engine: str, env: dict[str, str] | None = No
     run.open()
     forward = PortForward(run.core, run.namespace)
     try:
-        runtime = objects.serving_runtime(objects.read_template(ROOT, "cpu"), "it-cpu", run.run_id, 1, 9, gpu=False)
+        runtime = objects.serving_runtime(objects.read_template("cpu"), "it-cpu", run.run_id, 1, 9, gpu=False)
         run.custom.create_namespaced_custom_object(*RUNTIMES[:2], run.namespace, RUNTIMES[2], runtime)
         sample = run.samples[1]
         key = json.loads(sample.key)

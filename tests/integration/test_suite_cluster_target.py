@@ -20,7 +20,8 @@ from mmgitops.conformance import staging
 from mmgitops.conformance.cluster import objects, session
 from mmgitops.conformance.cluster.resolve import Annotation
 from mmgitops.conformance.cluster.target import ClusterTarget
-from mmgitops.lab.mesh import storage
+from mmgitops.lab.mesh.storage import S3Server
+from mmgitops.modelmesh import storage
 
 from tests.integration.conftest import mmgitops
 
@@ -29,14 +30,14 @@ RUN = "0c0ffe"
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[storage.S3Server]:
-    server = storage.S3Server.start(tmp_path_factory.mktemp("s3") / "s3.log")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = S3Server.start(tmp_path_factory.mktemp("s3") / "s3.log")
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def storage_config(s3: storage.S3Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def storage_config(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return storage.write_config(tmp_path_factory.mktemp("storage") / "storage.json",
                                 {"localS3": s3.entry("localS3", "conformance")})
 
@@ -53,7 +54,7 @@ def api(cluster: dict) -> client.ApiClient:
     return config.new_client_from_config(config_file=cluster["kubeconfig"])
 
 
-def staged(s3: storage.S3Server, run: str = RUN) -> list[str]:
+def staged(s3: S3Server, run: str = RUN) -> list[str]:
     listed = storage.s3_client(s3.entry()).list_objects_v2(Bucket="conformance", Prefix=staging.sample_prefix(run))
     return sorted(item["Key"] for item in listed.get("Contents", []))
 

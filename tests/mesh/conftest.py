@@ -15,13 +15,13 @@ from typing import Any
 import grpc
 import pytest
 import requests
-from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
-from mmgitops.lab.mesh import control
-from mmgitops.lab.mesh.peers import mesh_grpc, mesh_pb
-from mmgitops.modelmesh import samples
-from prometheus_client.parser import text_string_to_metric_families
+from mmgitops.lab.mesh import sampleset
+from mmgitops.modelmesh import metrics as prometheus
+from mmgitops.modelmesh import samples, stubs
 
 ROOT = Path(__file__).resolve().parents[2]
+mesh_pb, mesh_grpc = stubs.mesh()
+v2_pb, v2_grpc = stubs.v2()
 Status = mesh_pb.ModelStatusInfo
 
 
@@ -67,28 +67,18 @@ class Mesh:
         return mesh_grpc.ModelMeshStub(self.channels[instance])
 
     def register(self, vmodel: str, sample: str | dict[str, Any], load: bool = True, path: str | None = None,
-                 instance: int = 0, model_type: str = control.SAMPLE_TYPE) -> Any:
+                 instance: int = 0, model_type: str = sampleset.SAMPLE_TYPE) -> Any:
         """As ModelMesh-serving registers an InferenceService: a vmodel whose target is a new concrete model
         (type mt:sklearn, as it registers an sklearn predictor). Returns the concrete model id; the
         setVModel reply is kept in `last_reply`."""
         base = self.samples[sample] if isinstance(sample, str) else sample
         chosen = dict(base, path=path or base["path"])
-        model_id = control.concrete_id(vmodel, chosen["path"])
-        self.last_reply = self.mm(instance).setVModel(mesh_pb.SetVModelRequest(
-            vModelId=vmodel, targetModelId=model_id, loadNow=load, sync=True, autoDeleteTargetModel=True,
-            modelInfo=mesh_pb.ModelInfo(type=model_type, path=chosen["path"], key=control.model_key(chosen))),
-            timeout=60)
+        model_id, self.last_reply = sampleset.register(self.mm(instance), vmodel, chosen, load, 60, model_type)
         return model_id
 
     def upload_padded(self, tmp: Path, count: int, pad_bytes: int, first: int = 0) -> list[dict[str, Any]]:
         """Samples that weigh pad_bytes on disk, uploaded to this mesh's S3 under models-padded/."""
-        from mmgitops.lab.mesh import storage
-
-        entry = storage.load_config(control.state_dir(self.state["name"], Path(self.env["MMGITOPS_STATE"]))
-                                    / "storage-config.json")[control.STORAGE_KEY]
-        trained = samples.upload(samples.train(tmp, count, pad_bytes, first), entry, control.BUCKET,
-                                 prefix="models-padded")
-        return [{"name": s.name, "expected": s.expected, "path": s.s3_path, "size": s.size} for s in trained]
+        return sampleset.upload_padded(self.state, tmp, count, pad_bytes, first)
 
     def status(self, model_id: str, instance: int = 0) -> Any:
         return self.mm(instance).getModelStatus(mesh_pb.GetStatusRequest(modelId=model_id), timeout=10)
@@ -99,15 +89,16 @@ class Mesh:
         response = self.v2(instance).ModelInfer(samples.probe_request(name), metadata=metadata, timeout=60)
         return samples.answer(response), response.model_name
 
-    def metrics(self, instance: int) -> dict[str, Any]:
-        text = requests.get(self.state["instances"][instance]["metrics"], timeout=10).text
-        return {family.name: family for family in text_string_to_metric_families(text)}
+    def metrics(self, instance: int) -> prometheus.Families:
+        return prometheus.parse(requests.get(self.state["instances"][instance]["metrics"], timeout=10).text)
 
     def sample_value(self, instance: int, name: str, **labels: str) -> float:
         """One sample's value, or the sum over samples matching the labels; 0 when absent."""
-        found = [s.value for f in self.metrics(instance).values() for s in f.samples
-                 if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
-        return float(sum(found))
+        return prometheus.value(self.metrics(instance), name, **labels) or 0.0
+
+    def total(self, name: str) -> float:
+        """A sample summed over every instance."""
+        return prometheus.total((self.metrics(i) for i in range(len(self.channels))), name)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:

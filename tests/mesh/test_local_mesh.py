@@ -10,10 +10,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 import requests
-from mmgitops.lab.mesh.peers import mesh_pb
 from mmgitops.modelmesh.samples import PROBE_JSON
 
-from tests.mesh.conftest import Mesh, Status, local_mesh, rpc_error, wait_for
+from tests.mesh.conftest import Mesh, Status, local_mesh, mesh_pb, rpc_error, v2_pb, wait_for
 
 pytestmark = pytest.mark.mesh
 
@@ -78,10 +77,9 @@ def test_every_model_answers_through_every_instance_from_its_one_copy(mesh):
 
 
 def test_health_calls_need_a_model_id_and_are_not_served_by_the_runtime(mesh):
-    from mlserver.grpc import dataplane_pb2 as v2
     stub = mesh.v2(1)
-    calls = {"ServerLive": v2.ServerLiveRequest(), "ServerReady": v2.ServerReadyRequest(),
-             "ModelReady": v2.ModelReadyRequest(name="isvc-a"), "ServerMetadata": v2.ServerMetadataRequest()}
+    calls = {"ServerLive": v2_pb.ServerLiveRequest(), "ServerReady": v2_pb.ServerReadyRequest(),
+             "ModelReady": v2_pb.ModelReadyRequest(name="isvc-a"), "ServerMetadata": v2_pb.ServerMetadataRequest()}
     for method, request in calls.items():
         error = rpc_error(lambda m=method, r=request: getattr(stub, m)(r, timeout=5))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, method
@@ -90,7 +88,7 @@ def test_health_calls_need_a_model_id_and_are_not_served_by_the_runtime(mesh):
         error = rpc_error(lambda m=method, r=request: getattr(stub, m)(r, metadata=(("mm-vmodel-id", "isvc-a"),),
                                                                      timeout=30))
         assert error.code() == grpc.StatusCode.UNIMPLEMENTED, method
-    error = rpc_error(lambda: stub.ServerReady(v2.ServerReadyRequest(), metadata=(("mm-vmodel-id", "no-such"),),
+    error = rpc_error(lambda: stub.ServerReady(v2_pb.ServerReadyRequest(), metadata=(("mm-vmodel-id", "no-such"),),
                                                timeout=5))
     assert error.code() == grpc.StatusCode.NOT_FOUND
     # Readiness is the probe port's /ready, as the Deployment's readiness probe asks it.
@@ -162,17 +160,17 @@ def test_a_type_without_a_runtime_fails_its_load_at_once(mesh):
 
 
 def test_a_cache_miss_blocks_until_the_load_finishes_then_succeeds(mesh):
-    misses = sum(mesh.sample_value(i, "modelmesh_cache_miss_milliseconds_count") for i in range(3))
+    misses = mesh.total("modelmesh_cache_miss_milliseconds_count")
     model_id = mesh.register("isvc-cold", "sample-02", load=False)
     assert mesh.status(model_id).status == Status.NOT_LOADED
     assert mesh.infer("isvc-cold", 1) == (mesh.samples["sample-02"]["expected"], model_id)
     assert mesh.status(model_id).status == Status.LOADED
-    assert sum(mesh.sample_value(i, "modelmesh_cache_miss_milliseconds_count") for i in range(3)) == misses + 1
+    assert mesh.total("modelmesh_cache_miss_milliseconds_count") == misses + 1
 
 
 def test_a_bad_model_path_gives_loading_failed_with_the_error_and_internal(mesh):
     # ModelMesh exposes the counter without a suffix; the Prometheus parser names its sample ..._total.
-    failures = sum(mesh.sample_value(i, "modelmesh_loadmodel_failure_total") for i in range(3))
+    failures = mesh.total("modelmesh_loadmodel_failure_total")
     model_id = mesh.register("isvc-broken", "sample-00", path="models/no-such-model/model.joblib")
     status = mesh.status(model_id)
     assert status.status == Status.LOADING_FAILED
@@ -180,7 +178,7 @@ def test_a_bad_model_path_gives_loading_failed_with_the_error_and_internal(mesh)
     assert [c.copyStatus for c in status.modelCopyInfos] == [Status.LOADING_FAILED]
     error = rpc_error(lambda: mesh.infer("isvc-broken", 2))
     assert error.code() == grpc.StatusCode.INTERNAL and "no-such-model" in error.details()
-    assert sum(mesh.sample_value(i, "modelmesh_loadmodel_failure_total") for i in range(3)) >= failures + 1
+    assert mesh.total("modelmesh_loadmodel_failure_total") >= failures + 1
 
 
 def test_metrics_carry_modelmesh_names_and_the_leader_alone_reports_totals(mesh):

@@ -14,13 +14,14 @@ import joblib
 import numpy as np
 import pytest
 import requests
-from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
 from mmgitops.lab.mesh import adapter, metrics, modelserver, rest
-from mmgitops.lab.mesh.modelserver import free_port
-from prometheus_client.parser import text_string_to_metric_families
+from mmgitops.lab.ports import free_port
+from mmgitops.modelmesh import metrics as prometheus
+from mmgitops.modelmesh import stubs
 from sklearn.linear_model import LogisticRegression
 
 pytestmark = pytest.mark.mesh
+dataplane_pb2, dataplane_pb2_grpc = stubs.v2()
 
 MS_LE = ["0.5", "1.0", "2.0", "5.0", "10.0", "20.0", "50.0", "75.0", "100.0", "200.0", "500.0", "1000.0", "2000.0",
          "5000.0", "10000.0", "20000.0", "60000.0", "120000.0", "300000.0", "+Inf"]
@@ -82,8 +83,8 @@ def scrape(endpoints: metrics.Endpoints, path: str = "/metrics") -> str:
     return response.text
 
 
-def families(text: str) -> dict:
-    return {f.name: f for f in text_string_to_metric_families(text)}
+def families(text: str) -> prometheus.Families:
+    return prometheus.parse(text)
 
 
 def sample(family, name: str, **labels: str) -> float:

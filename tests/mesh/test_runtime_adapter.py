@@ -9,13 +9,14 @@ import grpc
 import joblib
 import numpy as np
 import pytest
-from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
 from mmgitops.lab.mesh import adapter, modelserver
-from mmgitops.lab.mesh.modelserver import free_port
+from mmgitops.lab.ports import free_port
+from mmgitops.modelmesh import stubs
 from sklearn.linear_model import LogisticRegression
 
 pytestmark = pytest.mark.mesh
 pb = adapter.pb
+dataplane_pb2, dataplane_pb2_grpc = stubs.v2()
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,15 @@ import grpc
 import joblib
 import numpy as np
 import pytest
-from mlserver.grpc import dataplane_pb2_grpc
 from mmgitops.errors import ToolError
 from mmgitops.lab.mesh import adapter, modelserver, storage
-from mmgitops.lab.mesh.modelserver import free_port
-from mmgitops.modelmesh import samples
+from mmgitops.lab.ports import free_port
+from mmgitops.modelmesh import samples, stubs
+from mmgitops.modelmesh.storage import StorageEntry, load_config, s3_client, write_config
 
 pytestmark = pytest.mark.mesh
 pb = adapter.pb
+_, dataplane_pb2_grpc = stubs.v2()
 STORAGE = "localS3"
 BUCKET = "mesh-samples"
 
@@ -83,8 +84,8 @@ def test_config_loads_from_a_json_file_and_from_a_mounted_secret_directory(tmp_p
     # Secret data decodes to JSON text per key; a hand-written file may hold the objects themselves.
     document = {"localMinIO": s3_entry_json(secret), "other": json.dumps(s3_entry_json(secret, region=None))}
     (tmp_path / "storage.json").write_text(json.dumps(document), encoding="utf-8")
-    from_file = storage.load_config(tmp_path / "storage.json")
-    assert from_file["localMinIO"] == storage.StorageEntry(
+    from_file = load_config(tmp_path / "storage.json")
+    assert from_file["localMinIO"] == StorageEntry(
         key="localMinIO", type="s3", access_key_id="AKTEST", secret_access_key=secret,
         endpoint_url="http://127.0.0.1:9000", bucket="models", region="eu-west-1")
     assert from_file["other"].region == "us-east-1"
@@ -98,11 +99,11 @@ def test_config_loads_from_a_json_file_and_from_a_mounted_secret_directory(tmp_p
         text = value if isinstance(value, str) else json.dumps(value)
         (mounted / "..data" / key).write_text(text, encoding="utf-8")
         (mounted / key).symlink_to(f"..data/{key}")
-    assert storage.load_config(mounted) == from_file
+    assert load_config(mounted) == from_file
 
-    written = storage.write_config(tmp_path / "out" / "storage.json", from_file)
+    written = write_config(tmp_path / "out" / "storage.json", from_file)
     assert written.stat().st_mode & 0o777 == 0o600
-    assert storage.load_config(written) == from_file
+    assert load_config(written) == from_file
 
 
 @pytest.mark.parametrize(("document", "expected"), [
@@ -127,7 +128,7 @@ def test_a_bad_config_is_one_line_naming_file_storage_and_field_without_secrets(
     monkeypatch.chdir(tmp_path)
     Path("storage.json").write_text(json.dumps(document).replace("{secret}", secret), encoding="utf-8")
     with pytest.raises(ToolError) as err:
-        storage.load_config(Path("storage.json"))
+        load_config(Path("storage.json"))
     message = str(err.value)
     assert message.startswith(expected)
     assert "\n" not in message and secret not in message and "12345678901" not in message
@@ -138,7 +139,7 @@ def test_a_bad_file_in_a_mounted_secret_is_named_by_its_path(tmp_path):
     (tmp_path / "good").write_text(json.dumps(s3_entry_json(secret)), encoding="utf-8")
     (tmp_path / "local").write_text(json.dumps(s3_entry_json(secret, endpoint_url=None)), encoding="utf-8")
     with pytest.raises(ToolError) as err:
-        storage.load_config(tmp_path)
+        load_config(tmp_path)
     assert str(err.value) == f"{tmp_path / 'local'}: storage 'local': field 'endpoint_url' is missing"
 
 
@@ -146,7 +147,7 @@ def test_a_bad_file_in_a_mounted_secret_is_named_by_its_path(tmp_path):
 
 
 def test_pull_downloads_a_single_object_and_every_object_under_a_prefix(s3, tmp_path):
-    client = storage.s3_client(s3.entry())
+    client = s3_client(s3.entry())
     client.create_bucket(Bucket="pull-test")
     objects = {"m/file.bin": b"abc", "m/dir/a.txt": b"first", "m/dir/sub/b.txt": b"second!",
                "m/dir/": b"", "m/dirx/c.txt": b"a sibling whose name shares the prefix's text"}
@@ -207,7 +208,7 @@ def test_samples_are_small_quick_to_train_and_each_answers_its_own_k(tmp_path):
 
 
 def test_upload_records_the_s3_path_and_size(s3, uploaded):
-    client = storage.s3_client(s3.entry())
+    client = s3_client(s3.entry())
     for sample in uploaded:
         assert sample.s3_path == f"models/{sample.name}/model.joblib"
         head = client.head_object(Bucket=BUCKET, Key=sample.s3_path)

@@ -10,13 +10,13 @@ from typing import Any
 import grpc
 import pytest
 import requests
-from mlserver.grpc import dataplane_pb2_grpc
 from mmgitops import procs
-from mmgitops.modelmesh import samples
+from mmgitops.modelmesh import samples, stubs
 
 from tests.reference.conftest import mmgitops
 
 pytestmark = pytest.mark.reference
+_, v2_grpc = stubs.v2()
 
 
 def test_every_pod_is_ready_by_its_probe(reference_mesh: dict[str, Any]) -> None:
@@ -29,7 +29,7 @@ def test_a_sample_answers_by_model_name_through_both_pods(reference_mesh: dict[s
     for sample in reference_mesh["samples"]:
         for pod in reference_mesh["instances"]:
             with grpc.insecure_channel(pod["grpc"]) as channel:
-                stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+                stub = v2_grpc.GRPCInferenceServiceStub(channel)
                 response = stub.ModelInfer(samples.probe_request(sample["name"]), timeout=60)
             assert samples.answer(response) == sample["expected"], (pod["id"], sample["name"])
             assert response.model_name == sample["model_id"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from mmgitops.modelmesh.defaults import UNIT_BYTES
 from mmgitops.lab.mesh.cache import Cache, CacheFull, ChurnRefused, FallThrough, units
 from mmgitops.lab.mesh.faults import Faults
 from mmgitops.lab.mesh.registry import HOUR_MS, NO_LRU
+from mmgitops.modelmesh.defaults import UNIT_BYTES
 
 pytestmark = pytest.mark.unit
 NOW = 10 * HOUR_MS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import grpc
@@ -11,17 +10,18 @@ from mmgitops.lab.mesh.faults import Faults
 from mmgitops.lab.mesh.instance import Instance, Settings
 from mmgitops.lab.mesh.metrics import MeshMetrics
 from mmgitops.lab.mesh.peers import Peers
-from mmgitops.lab.mesh.registry import View
+from mmgitops.lab.mesh.registry import InstanceRecord
 
 pytestmark = pytest.mark.unit
 T0 = 1_000_000_000
 
 
 class FakeRegistry:
+    """What an instance asks of its registry to publish: the published records are kept in order."""
+
     def __init__(self) -> None:
-        self.view = View()
-        self.lock = threading.RLock()
-        self.instances: list[Any] = []
+        self.published: list[InstanceRecord] = []
+        self.table: dict[str, InstanceRecord] = {}
 
     def lease(self, ttl: int) -> object:
         return object()
@@ -29,9 +29,12 @@ class FakeRegistry:
     def on_change(self, listener: Any) -> None:
         pass
 
-    def put_instance(self, instance_id: str, record: Any, lease: Any) -> None:
-        self.instances.append(record)
-        self.view.instances[instance_id] = record
+    def put_instance(self, instance_id: str, record: InstanceRecord, lease: Any) -> None:
+        self.published.append(record)
+        self.table[instance_id] = record
+
+    def instances(self) -> dict[str, InstanceRecord]:
+        return dict(self.table)
 
 
 def gauge(metrics: MeshMetrics, name: str) -> float:
@@ -50,11 +53,11 @@ def test_gauges_follow_published_records_not_the_live_cache():
     instance.cache.reserve("m", 500_000, T0)
     now[0] = T0 + 1_000
     assert not instance.publish(force=True)  # within 2 s of the last publish
-    assert gauge(metrics, "modelmesh_instance_models_total") == 0 and len(registry.instances) == 1
+    assert gauge(metrics, "modelmesh_instance_models_total") == 0 and len(registry.published) == 1
     now[0] = T0 + 2_000
     assert instance.publish(force=True)
     assert gauge(metrics, "modelmesh_instance_models_total") == 1
-    assert registry.view.instances["mm-0"].models == 1
+    assert registry.instances()["mm-0"].models == 1
     instance.cache.remove("m")
     now[0] = T0 + 10_000
     assert not instance.publish(force=False)  # the periodic task waits for 39 s

@@ -6,8 +6,9 @@ import grpc
 import pytest
 from mmgitops.lab.mesh import constraints
 from mmgitops.lab.mesh.adapter import model_format_of
-from mmgitops.lab.mesh.api import ids_from_headers, initial_last_used
-from mmgitops.lab.mesh.instance import MeshError
+from mmgitops.lab.mesh.api import ids_from_headers
+from mmgitops.lab.mesh.errors import MeshError
+from mmgitops.lab.mesh.registry import initial_last_used
 
 pytestmark = pytest.mark.unit
 HOUR = 3_600_000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from mmgitops.modelmesh.defaults import UNIT_BYTES
 from mmgitops.lab.mesh.sizing import (
     StartupError,
     cache_sizes,
@@ -11,6 +10,7 @@ from mmgitops.lab.mesh.sizing import (
     min_capacity_bytes,
     to_units,
 )
+from mmgitops.modelmesh.defaults import UNIT_BYTES
 
 pytestmark = pytest.mark.unit
 

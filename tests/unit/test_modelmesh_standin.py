@@ -14,10 +14,11 @@ import pytest
 import yaml
 from mmgitops.gitops.schemas import catalog
 from mmgitops.lab.mesh import constraints
-from mmgitops.lab.mesh.peers import mesh_grpc, mesh_pb
 from mmgitops.lab.standins.modelmesh import config, controller, deployments, fleet, meshcalls, predictor, status
 from mmgitops.lab.standins.modelmesh.status import CopyInfo, ModelView, VModelView
+from mmgitops.modelmesh import defaults, stubs
 
+mesh_pb, mesh_grpc = stubs.mesh()
 pytestmark = pytest.mark.unit
 NS = "models"
 ROOT = Path(__file__).resolve().parents[2]
@@ -423,9 +424,9 @@ def test_the_runtime_deployment_carries_modelmesh_names_containers_and_the_gpu()
 
 
 def test_the_instance_id_is_the_last_12_characters_of_the_pod_name():
-    assert deployments.instance_id("modelmesh-serving-gpu-5d8f7c9b4-x7k2p") == "f7c9b4-x7k2p"
-    assert deployments.instance_id("modelmesh-serving-mlserver-1.x-6b9f7d5c48-q2w8z") == "7d5c48-q2w8z"
-    assert deployments.instance_id("short-pod") == "short-pod"
+    assert defaults.instance_id("modelmesh-serving-gpu-5d8f7c9b4-x7k2p") == "f7c9b4-x7k2p"
+    assert defaults.instance_id("modelmesh-serving-mlserver-1.x-6b9f7d5c48-q2w8z") == "7d5c48-q2w8z"
+    assert defaults.instance_id("short-pod") == "short-pod"
 
 
 def test_an_unknown_engine_is_refused_in_one_line_before_anything_starts():

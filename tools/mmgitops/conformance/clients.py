@@ -79,7 +79,8 @@ class Management:
         self.stub = mesh_grpc.ModelMeshStub(channel)
 
     def set_vmodel(self, vmodel_id: str, model_id: str, model_type: str, path: str, key: str, load: bool) -> Any:
-        request = ids.set_vmodel_request(mesh_pb, vmodel_id, model_id, model_type, path, key, load)
+        # Synchronous, unlike the controller's call: a check reads the model's state right after.
+        request = ids.set_vmodel_request(mesh_pb, vmodel_id, model_id, model_type, path, key, load, sync=True)
         try:
             return self.stub.setVModel(request, timeout=TIMEOUT_S * 2)
         except grpc.RpcError as error:

@@ -50,9 +50,10 @@ def bucket_model_key(storage_key: str, bucket: str, model_format: str) -> str:
 
 
 def set_vmodel_request(mesh_pb: Any, vmodel_id: str, model_id: str, model_type: str, path: str, key: str,
-                       load_now: bool) -> Any:
-    """The SetVModelRequest modelmesh-serving sends for an InferenceService: owner `isvc`, synchronous, the target
-    model deleted with the vmodel."""
+                       load_now: bool, sync: bool = False) -> Any:
+    """The SetVModelRequest modelmesh-serving sends for an InferenceService: owner `isvc`, the target model deleted
+    with the vmodel. The controller sets no `sync` (a load it asks for runs on after the reply); a caller that
+    needs the load done when setVModel returns sets it."""
     return mesh_pb.SetVModelRequest(
-        vModelId=vmodel_id, targetModelId=model_id, owner=ISVC_OWNER, loadNow=load_now, sync=True,
+        vModelId=vmodel_id, targetModelId=model_id, owner=ISVC_OWNER, loadNow=load_now, sync=sync,
         autoDeleteTargetModel=True, modelInfo=mesh_pb.ModelInfo(type=model_type, path=path, key=key))

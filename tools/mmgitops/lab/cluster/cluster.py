@@ -19,9 +19,9 @@ from mmgitops.errors import ToolError
 from mmgitops.lab import binaries
 from mmgitops.lab.cluster import nodes
 from mmgitops.lab.ports import free_port
-from mmgitops.lab.state import state_root
 from mmgitops.lab.standins import modelmesh
 from mmgitops.lab.standins.modelmesh import engines
+from mmgitops.lab.state import state_root
 
 S3_KEY, S3_BUCKET = "localS3", "models"
 
@@ -155,11 +155,12 @@ def _start_standins(state: Path, engine: str) -> int:
 def _start_s3(state: Path) -> dict[str, Any]:
     """The cluster's object store (where a real cluster has MinIO or AWS S3): moto on loopback, and a
     storage-config file naming it, for InferenceServices' models and the conformance suite's samples."""
-    from mmgitops.lab.mesh import storage
+    from mmgitops.lab.mesh.storage import S3Server
+    from mmgitops.modelmesh.storage import write_config
 
-    server = storage.S3Server.start(state / "s3.log")
+    server = S3Server.start(state / "s3.log")
     (state / "s3.pid").write_text(str(server.pid), encoding="utf-8")
-    path = storage.write_config(state / "storage-config.json", {S3_KEY: server.entry(S3_KEY, S3_BUCKET)})
+    path = write_config(state / "storage-config.json", {S3_KEY: server.entry(S3_KEY, S3_BUCKET)})
     return {"s3": server.endpoint, "storage_config": str(path)}
 
 

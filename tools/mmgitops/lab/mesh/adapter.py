@@ -19,14 +19,15 @@ import grpc
 import mlserver
 from mlserver.grpc import model_repository_pb2, model_repository_pb2_grpc
 
-from mmgitops.lab.mesh import storage
 from mmgitops.lab.mesh.modelserver import ModelServer
+from mmgitops.lab.mesh.sizing import DEFAULT_MODEL_SIZE_BYTES
+from mmgitops.lab.mesh.storage import Puller, PullError
 from mmgitops.modelmesh import stubs
+from mmgitops.modelmesh.storage import ModelKey, parse_model_key
 
-pb, pb_grpc = stubs.load("model-runtime")
+pb, pb_grpc = stubs.runtime()
 
 MODELSIZE_MULTIPLIER = 1.25
-DEFAULT_MODELSIZE = 1_000_000
 # MLServer implementations by ModelMesh model type (the formats of the built-in mlserver-1.x runtime).
 IMPLEMENTATIONS = {
     "sklearn": "mlserver_sklearn.SKLearnModel",
@@ -64,7 +65,7 @@ class RuntimeConfig:
     capacity_bytes: int
     max_loading_concurrency: int = 2
     loading_timeout_ms: int = 90_000
-    default_model_size_bytes: int = DEFAULT_MODELSIZE  # the adapter's DEFAULT_MODELSIZE environment variable
+    default_model_size_bytes: int = DEFAULT_MODEL_SIZE_BYTES  # the adapter's DEFAULT_MODELSIZE environment variable
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
     config: RuntimeConfig
     sizes: dict[str, int] = field(default_factory=dict)
     lock: Lock = field(default_factory=Lock)
-    puller: storage.Puller | None = None
+    puller: Puller | None = None
     # Where pulled models go; by default beside the MLServer repository, one directory per repository.
     download_root: Path | None = None
 
@@ -151,7 +152,7 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
     def _pull(self, request, context) -> Path:
         """The local path to load: the model path itself, or where the puller put the model."""
         try:
-            key = storage.parse_model_key(request.modelKey)
+            key = parse_model_key(request.modelKey)
         except ValueError as exc:
             context.abort(grpc.StatusCode.INTERNAL, f"model {request.modelId}: path {request.modelPath}: {exc}")
         if key.storage_key is None:
@@ -161,7 +162,7 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
                           f"path {request.modelPath}: this runtime has no storage config")
         try:
             return self.puller.pull(request.modelId, request.modelPath, request.modelKey, self.downloads)
-        except storage.PullError as exc:
+        except PullError as exc:
             context.abort(grpc.StatusCode.INTERNAL, str(exc))
 
     def _remove_pulled(self, model_id: str) -> None:
@@ -173,14 +174,14 @@ class Adapter(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc, name-defined]
     def _predicted_size(self, request) -> int:
         """ModelMesh's order: the key's disk_size_bytes, then the storage's size, then the local path's."""
         try:
-            key = storage.parse_model_key(request.modelKey)
+            key = parse_model_key(request.modelKey)
         except ValueError:
-            key = storage.ModelKey()  # a size estimate is best effort: a bad key fails at load time
+            key = ModelKey()  # a size estimate is best effort: a bad key fails at load time
         on_disk = key.disk_size_bytes
         if on_disk is None and key.storage_key is not None and self.puller is not None:
             try:
                 on_disk = self.puller.size(request.modelPath, request.modelKey, request.modelId)
-            except storage.PullError:
+            except PullError:
                 on_disk = None
         if on_disk is None and key.storage_key is None and request.modelPath:
             path = Path(request.modelPath)

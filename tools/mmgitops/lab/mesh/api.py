@@ -18,29 +18,22 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
 
-from mmgitops.lab.mesh.instance import Instance, MeshError, as_mesh_error
-from mmgitops.lab.mesh.peers import LOCAL_HEADER, mesh_grpc, mesh_pb
-from mmgitops.lab.mesh.registry import HOUR_MS, ModelRecord, VModelRecord
+from mmgitops.lab.mesh import vmodels
+from mmgitops.lab.mesh.errors import MeshError, as_mesh_error
+from mmgitops.lab.mesh.instance import Instance
+from mmgitops.lab.mesh.peers import LOCAL_HEADER
+from mmgitops.lab.mesh.registry import ModelRecord, initial_last_used
 from mmgitops.lab.mesh.status import status_info
+from mmgitops.modelmesh import stubs
 
+mesh_pb, mesh_grpc = stubs.mesh()
+_, v2_grpc = stubs.v2()
 Status = mesh_pb.ModelStatusInfo
 VStatus = mesh_pb.VModelStatusInfo
 SERVICE = "inference.GRPCInferenceService"
 # The methods the MLServer adapter lets through to MLServer (its runtimeStatus methodInfos).
 RUNTIME_METHODS = ("ModelInfer", "ModelMetadata")
-# ModelMesh.LASTUSED_AGE_ON_ADD_MS: a registration counts as used this long ago (6x without loadNow).
-LASTUSED_AGE_ON_ADD_MS = HOUR_MS
-
-
-def initial_last_used(requested: int, load_now: bool, now: int) -> int:
-    """ModelMesh.registerModel's last-used time for a new model record."""
-    if requested >= now:
-        return now
-    if requested > 0:
-        return requested
-    return now - LASTUSED_AGE_ON_ADD_MS * (1 if load_now else 6)
 
 
 def _header(metadata: dict[str, Any], name: str) -> str | None:
@@ -81,16 +74,10 @@ class Inference(v2_grpc.GRPCInferenceServiceServicer):
 
     def model_of(self, wanted: str, is_vmodel: bool) -> str:
         """The concrete model id: a vmodel's active model (VModelManager.resolveVModelId), or the id itself."""
-        if not is_vmodel:
-            return wanted
-        registry = self.mesh.registry
-        vmodel = registry.view.vmodels.get(wanted) or registry.read_vmodel(wanted)
-        if vmodel is None:
-            raise MeshError(grpc.StatusCode.NOT_FOUND, "vmodel not found")
-        return vmodel.active
+        return vmodels.resolve(self.mesh.registry, wanted) if is_vmodel else wanted
 
     def _wrong_model(self, model_id: str) -> str:
-        others = sorted(m for m in self.mesh.registry.view.models if m != model_id)
+        others = sorted(m for m in self.mesh.registry.snapshot().models if m != model_id)
         return others[0] if others else model_id
 
     def _call(self, method: str, name: str | None, request: Any, context: grpc.ServicerContext) -> Any:
@@ -205,15 +192,8 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         return status_info(self.registry.read_copies(model_id), self.mesh.alive(), load_error)
 
     def _load(self, model_id: str, last_used: int, sync: bool, local: bool) -> None:
-        """Load where ModelMesh would: here when asked by a peer, else at a live copy or a new placement."""
         def run() -> None:
-            holder = self.mesh.id if local else self.mesh.holder(model_id)
-            if holder == self.mesh.id:
-                self.mesh.ensure_local(model_id, last_used)
-            elif holder is not None:
-                self.mesh.load_elsewhere(holder, model_id, last_used)
-            else:
-                self.mesh.load_anywhere(model_id, last_used)
+            self.mesh.load(model_id, last_used, here=local)
 
         if sync:
             run()
@@ -270,56 +250,32 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         error = self._sync_load(context, request.modelId, request.lastUsedTime or self.mesh.clock(), request.sync)
         return self.status(request.modelId, error)
 
-    # ---- vmodels ----------------------------------------------------------------------------
+    # ---- vmodels: the rules are in vmodels.py ---------------------------------------------------
     def setVModel(self, request, context):
-        if not request.vModelId or not request.targetModelId:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "vModelId and targetModelId must be set")
-        current = self.registry.read_vmodel(request.vModelId)
-        if current is None and request.updateOnly:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"vmodel {request.vModelId} not found")
-        if current is not None and request.owner and current.owner != request.owner:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS,
-                          f"vmodel {request.vModelId} exists with owner {current.owner!r}")
-        if request.expectedTargetModelId and (current.target if current else request.targetModelId) \
-                != request.expectedTargetModelId:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"vmodel {request.vModelId} target is not {request.expectedTargetModelId}")
-        if request.HasField("modelInfo") and request.modelInfo.type:
-            info = request.modelInfo
-            self.registry.create_model(request.targetModelId, ModelRecord(
-                info.type, info.path, info.key, initial_last_used(0, request.loadNow, self.mesh.clock()),
-                request.autoDeleteTargetModel))
-        elif self.registry.read_model(request.targetModelId) is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"target model {request.targetModelId} not found")
-        if current is None or request.force:
-            vmodel = VModelRecord(request.targetModelId, request.targetModelId, request.owner)
-        else:
-            vmodel = VModelRecord(current.active, request.targetModelId, current.owner)
-        self.registry.put_vmodel(request.vModelId, vmodel)
-        error = ""
-        if request.loadNow or vmodel.active != vmodel.target:
-            target = self.registry.read_model(request.targetModelId)
-            error = self._sync_load(context, request.targetModelId, target.last_used if target else
-                                    initial_last_used(0, True, self.mesh.clock()), request.sync)
+        info = request.modelInfo if request.HasField("modelInfo") else mesh_pb.ModelInfo()
+        call = vmodels.SetVModel(
+            request.vModelId, request.targetModelId, request.owner, info.type, info.path, info.key,
+            request.autoDeleteTargetModel, request.loadNow, request.updateOnly, request.force,
+            request.expectedTargetModelId)
+        try:
+            error = vmodels.set_vmodel(
+                self.registry, call, self.mesh.clock(), alive=self.mesh.alive,
+                load=lambda model_id, last_used: self._sync_load(context, model_id, last_used, request.sync))
+        except MeshError as failure:
+            _abort(context, failure)
         return self.vmodel_status(request.vModelId, load_error=error)
 
     def vmodel_status(self, vmodel_id: str, owner: str = "", load_error: str = "") -> Any:
-        vmodel = self.registry.read_vmodel(vmodel_id)
-        if vmodel is None or (owner and vmodel.owner != owner):
+        vmodel = vmodels.read(self.registry, vmodel_id, owner)
+        if vmodel is None:
             return VStatus(status=VStatus.NOT_FOUND, activeModelStatus=Status(status=Status.NOT_FOUND))
         target_status = self.status(vmodel.target, load_error)
-        if target_status.status == Status.LOADED:
-            vmodel = self.mesh.promote(vmodel_id, vmodel)
-        active_status = target_status if vmodel.active == vmodel.target else self.status(vmodel.active)
-        if vmodel.active == vmodel.target:
-            state = VStatus.DEFINED
-        elif target_status.status == Status.LOADING_FAILED:
-            state = VStatus.TRANSITION_FAILED
-        else:
-            state = VStatus.TRANSITIONING
-        out = VStatus(status=state, activeModelId=vmodel.active, targetModelId=vmodel.target,
-                      activeModelStatus=active_status, owner=vmodel.owner)
-        if vmodel.active != vmodel.target:
+        moving = vmodel.active != vmodel.target
+        state = vmodels.transition(vmodel, Status.ModelStatus.Name(target_status.status))
+        out = VStatus(status=VStatus.VModelStatus.Value(state), activeModelId=vmodel.active,
+                      targetModelId=vmodel.target, owner=vmodel.owner,
+                      activeModelStatus=self.status(vmodel.active) if moving else target_status)
+        if moving:
             out.targetModelStatus.CopyFrom(target_status)
         return out
 
@@ -327,16 +283,7 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         return self.vmodel_status(request.vModelId, request.owner)
 
     def deleteVModel(self, request, context):
-        vmodel = self.registry.read_vmodel(request.vModelId)
-        if vmodel is None or (request.owner and vmodel.owner != request.owner):
-            return mesh_pb.DeleteVModelResponse()
-        self.registry.delete_vmodel(request.vModelId)
-        still_used = {v.active for v in self.registry.view.vmodels.values()} | \
-                     {v.target for v in self.registry.view.vmodels.values()}
-        for model_id in {vmodel.active, vmodel.target} - still_used:
-            record = self.registry.read_model(model_id)
-            if record and record.auto_delete:
-                self.registry.delete_model(model_id)
+        vmodels.delete(self.registry, request.vModelId, request.owner)
         return mesh_pb.DeleteVModelResponse()
 
 

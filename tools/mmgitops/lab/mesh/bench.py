@@ -26,15 +26,15 @@ from typing import Any
 
 import grpc
 import requests
-from mlserver.grpc import dataplane_pb2_grpc as v2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from mmgitops.errors import ToolError
-from mmgitops.lab.mesh import control, sizing, storage
+from mmgitops.lab.mesh import control, sampleset, sizing
 from mmgitops.lab.mesh.bench_report import SECTIONS, EngineFigures, Settings, percentile, render_text, timed, to_json
-from mmgitops.lab.mesh.cache import UNIT
-from mmgitops.lab.mesh.peers import mesh_grpc, mesh_pb
-from mmgitops.modelmesh import samples
+from mmgitops.modelmesh import metrics, samples, stubs
+from mmgitops.modelmesh.defaults import UNIT_BYTES
+
+mesh_pb, mesh_grpc = stubs.mesh()
+_, v2_grpc = stubs.v2()
 
 MESH = "bench"
 INSTANCES = 3
@@ -46,21 +46,12 @@ DENSITY_PER_INSTANCE = 34
 DENSITY_PAD_BYTES = 200_000
 # ModelMesh refuses less than ~10 default-size models of capacity, so the density mesh gets that minimum and
 # models padded to ~250 KB, about 34 of them per pod.
-DENSITY_CAPACITY_BYTES = -(-sizing.min_capacity_bytes() // UNIT) * UNIT
+DENSITY_CAPACITY_BYTES = -(-sizing.min_capacity_bytes() // UNIT_BYTES) * UNIT_BYTES
 SECTION_KEYS = {title: [key for key, _, _ in rows] for title, rows in SECTIONS}
 LATENCY_KEYS = SECTION_KEYS[SECTIONS[0][0]] + SECTION_KEYS[SECTIONS[1][0]]
 COLD_KEYS = SECTION_KEYS[SECTIONS[2][0]]
 DENSITY_KEYS = SECTION_KEYS[SECTIONS[3][0]]
 BRIDGE_KEYS = ["bridge_added_p50_ms", "bridge_added_p99_ms"]
-
-
-def padded_samples(state: dict[str, Any], pad_bytes: int, count: int = 10) -> list[dict[str, Any]]:
-    """Samples that weigh pad_bytes on disk, trained and uploaded to the mesh's own S3."""
-    root = control.state_dir(state["name"])
-    entry = storage.load_config(root / "storage-config.json")[control.STORAGE_KEY]
-    trained = samples.upload(samples.train(root / "padded", count, pad_bytes), entry, control.BUCKET,
-                             prefix="models-padded")
-    return [{"name": s.name, "expected": s.expected, "path": s.s3_path, "size": s.size} for s in trained]
 
 
 def throughput(call: Callable[[], Any], seconds: float, clients: int) -> float:
@@ -100,12 +91,7 @@ class Bench:
             channel.close()
 
     def register(self, vmodel: str, sample: dict[str, Any], load: bool) -> str:
-        model_id = control.concrete_id(vmodel, sample["path"])
-        self.mm.setVModel(mesh_pb.SetVModelRequest(
-            vModelId=vmodel, targetModelId=model_id, loadNow=load, sync=True, autoDeleteTargetModel=True,
-            modelInfo=mesh_pb.ModelInfo(type=control.SAMPLE_TYPE, path=sample["path"], key=control.model_key(sample))),
-            timeout=120)
-        return model_id
+        return sampleset.register(self.mm, vmodel, sample, load, timeout=120)[0]
 
     def holder(self, model_id: str) -> int:
         status = self.mm.getModelStatus(mesh_pb.GetStatusRequest(modelId=model_id), timeout=10)
@@ -118,11 +104,9 @@ class Bench:
         return lambda: stub.ModelInfer(request, timeout=60)
 
     def metric_sum(self, name: str) -> float:
-        total = 0.0
-        for instance in self.state["instances"]:
-            text = requests.get(instance["metrics"], timeout=10).text
-            total += sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
-        return total
+        """A sample summed over every pod's scrape."""
+        return metrics.total((metrics.parse(requests.get(i["metrics"], timeout=10).text)
+                              for i in self.state["instances"]), name)
 
 
 @contextlib.contextmanager
@@ -202,7 +186,7 @@ def cold(bench: Bench, figures: EngineFigures, loads: int) -> None:
 
 def density(bench: Bench, figures: EngineFigures, models: int, hot: int, rounds: int,
             progress: Callable[[str], None]) -> None:
-    pool = padded_samples(bench.state, DENSITY_PAD_BYTES)
+    pool = sampleset.upload_padded(bench.state, control.state_dir(MESH) / "padded", 10, DENSITY_PAD_BYTES)
     failures = 0
     registered = 0
     started = time.monotonic()

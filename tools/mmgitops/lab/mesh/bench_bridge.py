@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab.ports import free_port
 from mmgitops.lab.reference import netns, podspec
+from mmgitops.lab.spawn import spawn
 
 ECHO_INNER = 19977  # inside the namespace: below the pods' 20000+ blocks, away from etcd (2379) and S3 (9000)
 PAYLOAD = 256  # about a probe ModelInfer request's size
@@ -122,18 +122,14 @@ def way_in(state: dict[str, Any], holder: int, work: Path) -> Iterator[Way]:
     started: list[int] = []
     log = work / "bench-bridge.log"
     try:
-        with log.open("ab") as out:
-            def spawn(argv: list[str], inside: bool) -> None:
-                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True,
-                                        preexec_fn=netns.inside(netns_pid) if inside else None)
-                started.append(proc.pid)
+        def start(argv: list[str], inside: bool) -> None:
+            started.append(spawn(argv, log, preexec_fn=netns.inside(netns_pid) if inside else None).pid)
 
-            echo = [sys.executable, "-m", "mmgitops.lab.mesh.bench_bridge", "echo", "--port"]
-            spawn([*echo, str(ECHO_INNER)], inside=True)
-            spawn([*echo, str(direct_port)], inside=False)
-            spawn([sys.executable, "-m", "mmgitops.lab.reference.bridge", "--holder", str(netns_pid),
-                   "--routes", str(routes)], inside=False)
+        echo = [sys.executable, "-m", "mmgitops.lab.mesh.bench_bridge", "echo", "--port"]
+        start([*echo, str(ECHO_INNER)], inside=True)
+        start([*echo, str(direct_port)], inside=False)
+        start([sys.executable, "-m", "mmgitops.lab.reference.bridge", "--holder", str(netns_pid),
+               "--routes", str(routes)], inside=False)
         connect(echo_port).close()  # the bridge and both echo servers answer
         connect(direct_port).close()
         yield Way(f"127.0.0.1:{mlserver_port}", direct_port, echo_port)

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 
 DEFAULT_TYPE = "_default"
 NO_RUNTIME_LABEL = "_no_runtime"
+# ModelMesh's message when no running instance has the labels a type requires, before "<type>: [<labels>]".
+NO_INSTANCE_MESSAGE = "There are no running instances that meet the label requirements of type "
 
 # The built-in mlserver-1.x ServingRuntime: supportedModelFormats (all autoSelect) and protocolVersions;
 # the REST proxy (on by default) adds pv:v2 for a grpc-v2 runtime.
@@ -67,5 +69,4 @@ def candidates(model_type: str, table: Mapping[str, tuple[str, ...]],
 
 def no_instance_message(model_type: str, table: Mapping[str, tuple[str, ...]]) -> str:
     """ModelMesh.verifyLocalTypeConstraintsBeforeLoad's message (labels as Java's Arrays.toString)."""
-    return (f"There are no running instances that meet the label requirements of type {model_type}: "
-            f"[{', '.join(required_labels(model_type, table))}]")
+    return f"{NO_INSTANCE_MESSAGE}{model_type}: [{', '.join(required_labels(model_type, table))}]"

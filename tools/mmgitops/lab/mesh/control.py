@@ -7,11 +7,10 @@ group, and removes the state directory `up` made.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import shutil
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -22,29 +21,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-import platformdirs
-
 from mmgitops import procs
 from mmgitops.errors import ToolError
-from mmgitops.lab.mesh import etcdserver, sizing, storage
-from mmgitops.lab.mesh.cache import UNIT
+from mmgitops.lab.mesh import etcdserver, sampleset, sizing, storage
 from mmgitops.lab.mesh.faults import Faults
-from mmgitops.lab.mesh.peers import mesh_grpc, mesh_pb
+from mmgitops.lab.mesh.sampleset import STORAGE_KEY
 from mmgitops.lab.mesh.serve import InstanceConfig
+from mmgitops.lab.spawn import spawn
+from mmgitops.lab.state import state_root
 from mmgitops.modelmesh import samples
-
-STORAGE_KEY = "local-s3"
-# modelmesh-serving registers an sklearn InferenceService with the type label mt:sklearn (GetPredictorTypeLabel).
-SAMPLE_TYPE = "mt:sklearn"
-BUCKET = "modelmesh-example-models"
+from mmgitops.modelmesh.defaults import MIN_CHURN_AGE_MS, UNIT_BYTES
+from mmgitops.modelmesh.storage import StorageEntry, write_config
 
 
 @dataclass
 class Options:
     instances: int = 3
     capacity_bytes: int = 64 * 2**20
-    min_churn_age_ms: int = 300_000
+    min_churn_age_ms: int = MIN_CHURN_AGE_MS
     load_timeout_ms: int = 90_000
     max_loading_concurrency: int = 2
     samples: int = 4
@@ -61,8 +55,7 @@ def name(mesh: str | None = None) -> str:
 
 def state_dir(mesh: str | None = None, base: Path | None = None) -> Path:
     """base: where the mesh's state lives, when not in $MMGITOPS_STATE (a test run's temporary directory)."""
-    base = base or Path(os.environ.get("MMGITOPS_STATE") or platformdirs.user_state_dir("mmgitops"))
-    return base / f"mesh-{name(mesh)}"
+    return (base or state_root()) / f"mesh-{name(mesh)}"
 
 
 def read_state(mesh: str | None = None, base: Path | None = None) -> dict[str, Any] | None:
@@ -70,18 +63,13 @@ def read_state(mesh: str | None = None, base: Path | None = None) -> dict[str, A
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _save(state: dict[str, Any]) -> None:
+def save_state(state: dict[str, Any]) -> None:
     (state_dir(state["name"]) / "mesh.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
-
-
-def concrete_id(vmodel_id: str, path: str) -> str:
-    """ModelMesh-serving's concrete id for an InferenceService: `<isvc>__isvc-<10 hex>`."""
-    return f"{vmodel_id}__isvc-{hashlib.sha256(path.encode()).hexdigest()[:10]}"
 
 
 def check(options: Options) -> None:
     """Refuse bad options in one line each, before anything starts."""
-    limits = [("--instances", options.instances, 1), ("--capacity", options.capacity_bytes, UNIT),
+    limits = [("--instances", options.instances, 1), ("--capacity", options.capacity_bytes, UNIT_BYTES),
               ("--min-churn-age-ms", options.min_churn_age_ms, 0), ("--load-timeout-ms", options.load_timeout_ms, 1),
               ("--max-loading-concurrency", options.max_loading_concurrency, 1), ("--samples", options.samples, 0)]
     for flag, value, least in limits:
@@ -110,55 +98,64 @@ def up(options: Options, progress: Callable[[str], None], mesh: str | None = Non
         from mmgitops.lab.reference import mesh as reference
 
         return reference.up(options, progress, mesh)
-    if read_state(mesh):
-        raise ToolError(f"a local mesh is already up (state {state_dir(mesh)}): `mmgitops local mesh down` first")
+    refuse_second(mesh)
     check(options)
     started = time.monotonic()
     root = state_dir(mesh)
-    root.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {"name": name(mesh), "options": {**asdict(options), "storage_config": str(
         options.storage_config or "")}, "instances": []}
-    _save(state)
+    return bring_up(state, started, lambda: _start(options, root, state, progress), down)
+
+
+def refuse_second(mesh: str | None) -> None:
+    if read_state(mesh):
+        raise ToolError(f"a local mesh is already up (state {state_dir(mesh)}): `mmgitops local mesh down` first")
+
+
+def bring_up(state: dict[str, Any], started: float, start: Callable[[], None],
+             down: Callable[[str | None], object]) -> dict[str, Any]:
+    """Either engine's `up` around its own start(): the state saved from the first step, everything started
+    stopped again (by the engine's `down`) when a step fails, and the time it took."""
+    state_dir(state["name"]).mkdir(parents=True, exist_ok=True)
+    save_state(state)
     try:
-        progress("starting etcd")
-        etcd = etcdserver.start(root / "etcd", root / "etcd.log")
-        state["etcd"] = {"endpoint": etcd.endpoint, "pid": etcd.pid}
-        _save(state)
-        config_path, entry = _storage(options, root, state, progress)
-        if options.samples:
-            progress(f"training and uploading {options.samples} sample models")
-            trained = samples.upload(samples.train(root / "samples", options.samples), entry, BUCKET)
-            state["samples"] = [{"name": s.name, "expected": s.expected, "path": s.s3_path, "size": s.size,
-                                 "model_id": concrete_id(s.name, s.s3_path), "key": s.model_key(STORAGE_KEY)}
-                                for s in trained]
-        _save(state)
-        _start_instances(options, root, state, str(config_path), progress)
-        if options.register_samples and state.get("samples"):
-            progress("registering the samples")
-            register_samples(state)
+        start()
     except BaseException:
-        down(mesh)
+        down(state["name"])
         raise
     state["seconds"] = round(time.monotonic() - started, 1)
-    _save(state)
+    save_state(state)
     return state
 
 
+def _start(options: Options, root: Path, state: dict[str, Any], progress: Callable[[str], None]) -> None:
+    progress("starting etcd")
+    etcd = etcdserver.start(root / "etcd", root / "etcd.log")
+    state["etcd"] = {"endpoint": etcd.endpoint, "pid": etcd.pid}
+    save_state(state)
+    config_path, entry = _storage(options, root, state, progress)
+    if options.samples:
+        progress(f"training and uploading {options.samples} sample models")
+        state["samples"] = sampleset.upload(root / "samples", options.samples, entry)
+    save_state(state)
+    _start_instances(options, root, state, str(config_path), progress)
+    if options.register_samples and state.get("samples"):
+        progress("registering the samples")
+        sampleset.register_all(state)
+
+
 def _storage(options: Options, root: Path, state: dict[str, Any], progress: Callable[[str], None]
-             ) -> tuple[Path, storage.StorageEntry]:
+             ) -> tuple[Path, StorageEntry]:
     if options.storage_config:
-        entries = storage.load_config(options.storage_config)
-        if STORAGE_KEY not in entries:
-            raise ToolError(f"{options.storage_config}: no storage named {STORAGE_KEY!r} (the mesh uploads its "
-                            f"samples there); storages found: {', '.join(sorted(entries)) or 'none'}")
-        return options.storage_config, entries[STORAGE_KEY]
+        state["storage_config"] = str(options.storage_config)
+        return options.storage_config, sampleset.storage_entry(options.storage_config)
     progress("starting an S3 server (moto) on loopback")
     s3 = storage.S3Server.start(root / "s3.log")
     state["s3"] = {"endpoint": s3.endpoint, "pid": s3.pid}
-    _save(state)
-    entry = s3.entry(STORAGE_KEY, BUCKET)
-    path = root / "storage-config.json"
-    storage.write_config(path, {STORAGE_KEY: entry})
+    save_state(state)
+    entry = s3.entry(STORAGE_KEY, sampleset.BUCKET)
+    path = write_config(root / "storage-config.json", {STORAGE_KEY: entry})
+    state["storage_config"] = str(path)
     return path, entry
 
 
@@ -174,53 +171,48 @@ def _start_instances(options: Options, root: Path, state: dict[str, Any], storag
             default_model_size_bytes=sizing.local_default_model_size(options.capacity_bytes),
             warmup_model=str(root / "samples" / "sample-00" / samples.FILENAME) if state.get("samples") else "")
         state["instances"].append(start_instance(config, root))
-        _save(state)
+        save_state(state)
     progress(f"waiting for {options.instances} instances (MLServer starts in a few seconds each)")
     with ThreadPoolExecutor(max_workers=options.instances) as pool:
         list(pool.map(wait_ready, state["instances"]))
-    _save(state)
+    save_state(state)
 
 
 def start_instance(config: InstanceConfig, root: Path) -> dict[str, Any]:
     Path(config.work_dir).mkdir(parents=True, exist_ok=True)
     config_path = Path(config.work_dir) / "instance.json"
     config_path.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
-    with (Path(config.work_dir) / "instance.log").open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "mmgitops.lab.mesh.serve", "--config", str(config_path)],
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+    process = spawn([sys.executable, "-m", "mmgitops.lab.mesh.serve", "--config", config_path],
+                    Path(config.work_dir) / "instance.log")
     return {"id": config.instance_id, "pid": process.pid, "log": str(Path(config.work_dir) / "instance.log"),
             "config": str(config_path)}
 
 
-def _ports(instance: dict[str, Any], deadline: float) -> None:
-    """The ports the instance bound, from the file it writes once all are bound."""
+def endpoints(instance: dict[str, Any]) -> dict[str, str] | None:
+    """Where a started instance serves (grpc, rest, metrics, probes), from the file it writes once every port is
+    bound; None before."""
     path = Path(instance["config"]).parent / "ports.json"
-    while not path.is_file():
-        if not procs.alive(instance["pid"]):
-            raise ToolError(f"instance {instance['id']} exited at startup: {_last_line(instance['log'])} "
-                            f"(log: {instance['log']})")
-        if time.monotonic() > deadline:
-            raise ToolError(f"instance {instance['id']} not up after its timeout (log: {instance['log']})")
-        time.sleep(0.1)
+    if not path.is_file():
+        return None
     ports = json.loads(path.read_text(encoding="utf-8"))
-    instance.update(grpc=f"127.0.0.1:{ports['grpc']}", rest=f"http://127.0.0.1:{ports['rest']}",
-                    metrics=f"http://127.0.0.1:{ports['metrics']}/metrics",
-                    probes=f"http://127.0.0.1:{ports['probes']}")
+    return {"grpc": f"127.0.0.1:{ports['grpc']}", "rest": f"http://127.0.0.1:{ports['rest']}",
+            "metrics": f"http://127.0.0.1:{ports['metrics']}/metrics", "probes": f"http://127.0.0.1:{ports['probes']}"}
 
 
 def wait_ready(instance: dict[str, Any], timeout: float = 90.0) -> None:
-    """Poll the instance's readiness probe (HTTP /ready on the probe port), as the kubelet does a ModelMesh
-    pod's: on ModelMesh's gRPC port a ServerReady without a model id is INVALID_ARGUMENT, never an answer."""
+    """Wait for the instance's ports, then poll its readiness probe (HTTP /ready on the probe port), as the kubelet
+    does a ModelMesh pod's: on ModelMesh's gRPC port a ServerReady without a model id is INVALID_ARGUMENT, never an
+    answer."""
     deadline = time.monotonic() + timeout
-    _ports(instance, deadline)
     while time.monotonic() < deadline:
         if not procs.alive(instance["pid"]):
-            raise ToolError(f"instance {instance['id']} exited at startup: {_last_line(instance['log'])} "
+            raise ToolError(f"instance {instance['id']} exited at startup: {last_line(instance['log'])} "
                             f"(log: {instance['log']})")
-        if probe_ready(instance["probes"]):
+        if "probes" not in instance:
+            instance.update(endpoints(instance) or {})
+        if "probes" in instance and probe_ready(instance["probes"]):
             return
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise ToolError(f"instance {instance['id']} not ready after {timeout:.0f} s (log: {instance['log']})")
 
 
@@ -233,32 +225,13 @@ def probe_ready(probes_url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def _last_line(path: str) -> str:
+def last_line(path: str) -> str:
+    """A log's last line, for an error that points at the log."""
     try:
         lines = [line for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines() if line]
     except OSError:
         return "no log"
     return lines[-1][:300] if lines else "no output"
-
-
-# The owner modelmesh-serving gives an InferenceService's vmodel (InferenceServiceCRSourceId).
-ISVC_OWNER = "isvc"
-
-
-def register_samples(state: dict[str, Any], timeout: float = 120.0) -> None:
-    """Each sample as modelmesh-serving registers an InferenceService (controllers/predictor_controller.go
-    setVModel): a vmodel named after it, owner `isvc`, type `mt:sklearn`, the key as its ModelKeyInfo, loaded now."""
-    with grpc.insecure_channel(state["instances"][0]["grpc"]) as channel:
-        stub = mesh_grpc.ModelMeshStub(channel)
-        for sample in state["samples"]:
-            stub.setVModel(mesh_pb.SetVModelRequest(
-                vModelId=sample["name"], targetModelId=sample["model_id"], owner=ISVC_OWNER, loadNow=True,
-                sync=True, autoDeleteTargetModel=True, modelInfo=mesh_pb.ModelInfo(
-                    type=SAMPLE_TYPE, path=sample["path"], key=model_key(sample))), timeout=timeout)
-
-
-def model_key(sample: dict[str, Any]) -> str:
-    return samples.controller_model_key(STORAGE_KEY, BUCKET, samples.MODEL_FORMAT)
 
 
 def down(mesh: str | None = None, base: Path | None = None) -> list[str]:
@@ -267,21 +240,24 @@ def down(mesh: str | None = None, base: Path | None = None) -> list[str]:
         from mmgitops.lab.reference import mesh as reference
 
         return reference.down(mesh, base)
+    return stop_recorded(state, state_dir(mesh, base), "instance", ("s3", "etcd"))
+
+
+def stop_recorded(state: dict[str, Any], root: Path, pod: str, parts: tuple[str, ...]) -> list[str]:
+    """Either engine's `down`: stop what the state recorded, by PID and process group (its pods first, then
+    `parts` in order), and remove the state directory; a line per process stopped."""
     stopped = []
     for instance in state.get("instances", []):
         if procs.alive(instance["pid"]):
             procs.stop(instance["pid"], group=True)
-            stopped.append(f"instance {instance['id']} (pid {instance['pid']})")
-    for part in ("s3", "etcd"):
+            stopped.append(f"{pod} {instance['id']} (pid {instance['pid']})")
+    for part in parts:
         pid = state.get(part, {}).get("pid")
         if pid and procs.alive(pid):
             procs.stop(pid, group=True)
             stopped.append(f"{part} (pid {pid})")
-    root = state_dir(mesh, base)
     if root.exists():
-        for path in sorted(root.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() or path.is_symlink() else path.rmdir()
-        root.rmdir()
+        shutil.rmtree(root)  # links go as links: a reference pod's state links into the build cache
     return stopped
 
 

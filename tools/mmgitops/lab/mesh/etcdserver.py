@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import requests
 
 from mmgitops.errors import ToolError
 from mmgitops.lab.ports import free_port, retry_port_clash
+from mmgitops.lab.spawn import spawn
 
 
 def find_binary() -> Path:
@@ -38,16 +38,19 @@ def start(data_dir: Path, log: Path, timeout: float = 30.0) -> EtcdServer:
     return retry_port_clash(lambda: _start_once(data_dir, log, timeout), log)
 
 
+def command(data_dir: Path, client_port: int, peer_port: int) -> list[str]:
+    """A one-member etcd cluster named `mesh` on 127.0.0.1."""
+    client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    return [str(find_binary()), "--name", "mesh", "--data-dir", str(data_dir),
+            "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"mesh={peer_url}"]
+
+
 def _start_once(data_dir: Path, log: Path, timeout: float) -> EtcdServer:
-    client, peer = free_port(), free_port()
-    client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [str(find_binary()), "--name", "mesh", "--data-dir", str(data_dir),
-             "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
-             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-             "--initial-cluster", f"mesh={peer_url}"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    client = free_port()
+    client_url = f"http://127.0.0.1:{client}"
+    process = spawn(command(data_dir, client, free_port()), log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -2,8 +2,8 @@
 
 The instance speaks to its model server only through the `mmesh.ModelRuntime` SPI (loads, unloads,
 sizes) and its data endpoint (inference), as a ModelMesh container does. Shared state lives in the
-registry; this module decides, the gRPC layer (api.py) only translates. Its periodic work (publishing,
-the janitor, the leader's reaper) is in tasks.py.
+registry; this module decides, the gRPC layer (api.py) only translates. The vmodel rules are in vmodels.py,
+the periodic work (publishing, the janitor, the leader's reaper) in tasks.py.
 """
 
 from __future__ import annotations
@@ -18,33 +18,21 @@ from dataclasses import dataclass, field
 import grpc
 
 from mmgitops.lab.mesh import cache as cache_mod
-from mmgitops.lab.mesh import constraints, placement, publishing
+from mmgitops.lab.mesh import constraints, placement, publishing, vmodels
+from mmgitops.lab.mesh.errors import MeshError, as_mesh_error
 from mmgitops.lab.mesh.faults import Faults
 from mmgitops.lab.mesh.metrics import MeshMetrics
 from mmgitops.lab.mesh.peers import Peers
-from mmgitops.lab.mesh.registry import NO_LRU, CopyRecord, InstanceRecord, ModelRecord, Registry, VModelRecord, now_ms
-from mmgitops.lab.mesh.sizing import DEFAULT_MODEL_SIZE_BYTES, UNIT, cache_sizes
+from mmgitops.lab.mesh.registry import NO_LRU, CopyRecord, InstanceRecord, ModelRecord, Registry, now_ms
+from mmgitops.lab.mesh.sizing import DEFAULT_MODEL_SIZE_BYTES, cache_sizes
 from mmgitops.modelmesh import stubs
+from mmgitops.modelmesh.defaults import MIN_CHURN_AGE_MS, UNIT_BYTES
 
-runtime_pb, runtime_grpc = stubs.load("model-runtime")
+runtime_pb, runtime_grpc = stubs.runtime()
 
 # ModelMesh.MAX_ITERATIONS: how many places a request or load tries before it gives up.
 MAX_ITERATIONS = 8
 CHURN_MESSAGE = "Cache churn threshold exceeded"
-
-
-class MeshError(Exception):
-    """A request or management call that fails with a gRPC status."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def as_mesh_error(error: MeshError | grpc.RpcError) -> MeshError:
-    if isinstance(error, MeshError):
-        return error
-    return MeshError(error.code(), error.details() or "")
 
 
 def is_churn_refusal(error: MeshError) -> bool:
@@ -57,7 +45,7 @@ class Settings:
     instance_id: str
     endpoint: str  # this instance's gRPC address, as peers dial it
     capacity_bytes: int
-    min_churn_age_ms: int = 300_000
+    min_churn_age_ms: int = MIN_CHURN_AGE_MS
     load_timeout_ms: int = 90_000
     max_loading_concurrency: int = 2
     lease_ttl_s: int = 3
@@ -99,9 +87,7 @@ class Instance:
 
         self.registry.start()
         # Copies a previous process with this id left behind are not here any more.
-        for model_id, copies in list(self.registry.view.copies.items()):
-            if self.id in copies:
-                self.registry.delete_copy(model_id, self.id)
+        self._forget_copies()
         self.publish(force=True, first=True)
         tasks.start(self)
 
@@ -109,12 +95,17 @@ class Instance:
         """Leave the mesh: this instance's copies go from the registry, and its record with its lease."""
         self.stopping.set()
         with contextlib.suppress(Exception):  # etcd may already be gone when the whole mesh stops
-            for model_id, copies in list(self.registry.view.copies.items()):
-                if self.id in copies:
-                    self.registry.delete_copy(model_id, self.id)
+            self._forget_copies()
         self.registry.stop()
         with contextlib.suppress(Exception):
             self.lease.revoke()
+
+    def _forget_copies(self) -> None:
+        """Drop this instance's copies from the registry: at startup, what a previous process with this id left;
+        at stop, what it leaves."""
+        for model_id, copies in self.registry.snapshot().copies.items():
+            if self.id in copies:
+                self.registry.delete_copy(model_id, self.id)
 
     # ---- the instance record ------------------------------------------------------------------
     def fresh_record(self) -> InstanceRecord:
@@ -123,7 +114,7 @@ class Instance:
             return InstanceRecord(self.settings.endpoint, self.cache.capacity, self.cache.used,
                                   len(self.cache.entries), self.cache.oldest_time(), self.started,
                                   self.settings.max_loading_concurrency, self.loads_in_progress,
-                                  list(self.settings.labels))
+                                  self.settings.labels)
 
     def publish(self, force: bool, first: bool = False) -> bool:
         """ModelMesh.publishInstanceRecord: write the record when the rules allow; True when written."""
@@ -156,24 +147,22 @@ class Instance:
         """Metrics.logInstanceStats: the gauges show the published record, sizes in bytes."""
         record = self.published
         if record is not None:
-            self.metrics.set_instance(0 if record.lru == NO_LRU else record.lru, record.capacity * UNIT,
-                                      record.used * UNIT, record.models, now_ms=self.clock())
+            self.metrics.set_instance(0 if record.lru == NO_LRU else record.lru, record.capacity * UNIT_BYTES,
+                                      record.used * UNIT_BYTES, record.models, now_ms=self.clock())
 
     def is_leader(self) -> bool:
-        with self.registry.lock:
-            return bool(self.registry.view.instances) and min(self.registry.view.instances) == self.id
+        instances = self.registry.instances()
+        return bool(instances) and min(instances) == self.id
 
     # ---- type constraints -------------------------------------------------------------------
     def constraint_table(self) -> dict[str, tuple[str, ...]]:
         """What the controller's type-constraints file holds: one entry per label of the runtimes present."""
-        with self.registry.lock:
-            labels = {label for r in self.registry.view.instances.values() for label in r.labels}
+        labels = {label for r in self.registry.instances().values() for label in r.labels}
         return constraints.constraints_for(labels | set(self.settings.labels))
 
     def allowed_instances(self, model_type: str) -> set[str]:
-        with self.registry.lock:
-            labelled = {i: r.labels for i, r in self.registry.view.instances.items()}
-        labelled[self.id] = list(self.settings.labels)
+        labelled = {i: r.labels for i, r in self.registry.instances().items()}
+        labelled[self.id] = self.settings.labels
         return constraints.candidates(model_type, self.constraint_table(), labelled)
 
     def check_type(self, model_type: str) -> set[str]:
@@ -191,7 +180,7 @@ class Instance:
             timeout=30).sizeInBytes)
 
     def record_of(self, model_id: str) -> ModelRecord:
-        record = self.registry.view.models.get(model_id) or self.registry.read_model(model_id)
+        record = self.registry.model(model_id) or self.registry.read_model(model_id)
         if record is None:
             raise MeshError(grpc.StatusCode.NOT_FOUND, f"model {model_id} not found")
         return record
@@ -290,6 +279,8 @@ class Instance:
         for victim in victims:
             self._unload(victim.model_id, evicted_last_used=victim.last_used)
         self.registry.put_copy(model_id, self.id, CopyRecord("LOADED", self.clock()))
+        with contextlib.suppress(Exception):  # the load stands; the leader's housekeeping promotes what this missed
+            vmodels.on_loaded(self.registry, model_id)
         self.metrics.load(elapsed_ms, size)
         if resized:
             # The measured size changed the entry's weight: ModelMesh publishes at once.
@@ -320,12 +311,10 @@ class Instance:
 
     # ---- placement --------------------------------------------------------------------------
     def copies(self, model_id: str) -> dict[str, CopyRecord]:
-        with self.registry.lock:
-            return dict(self.registry.view.copies.get(model_id, {}))
+        return self.registry.copies(model_id)
 
     def alive(self) -> set[str]:
-        with self.registry.lock:
-            return set(self.registry.view.instances) | {self.id}
+        return set(self.registry.instances()) | {self.id}
 
     def holder(self, model_id: str) -> str | None:
         """An instance with a live copy (loaded first, then loading; this one first), or None: a cache miss.
@@ -344,11 +333,21 @@ class Instance:
         """CacheMissForwardingLB.getNext: peers by their published records, this instance by its fresh one."""
         record = self.record_of(model_id)
         allowed = self.check_type(record.type)
-        with self.registry.lock:
-            records = dict(self.registry.view.instances)
+        records = self.registry.instances()
         records[self.id] = self.fresh_record()
         return placement.choose(records, self.sizes.min_space_units, self.clock(), allowed=allowed, exclude=exclude,
                                 local=self.id)
+
+    def load(self, model_id: str, last_used: int, here: bool) -> None:
+        """Load where ModelMesh would: here when a peer asked this instance, else at a live copy or a new
+        placement."""
+        holder = self.id if here else self.holder(model_id)
+        if holder == self.id:
+            self.ensure_local(model_id, last_used)
+        elif holder is not None:
+            self.load_elsewhere(holder, model_id, last_used)
+        else:
+            self.load_anywhere(model_id, last_used)
 
     def load_anywhere(self, model_id: str, last_used: int, attempt: Callable[[str], None] | None = None) -> str:
         """A cache miss: place a copy, trying the next candidate when one refuses to churn (ModelMesh's
@@ -377,8 +376,7 @@ class Instance:
         raise refusal or MeshError(grpc.StatusCode.UNAVAILABLE, f"no instance can load {model_id}")
 
     def endpoint_of(self, instance_id: str) -> str | None:
-        with self.registry.lock:
-            record = self.registry.view.instances.get(instance_id)
+        record = self.registry.instance(instance_id)
         return record.endpoint if record else None
 
     # ---- registry events --------------------------------------------------------------------
@@ -393,29 +391,8 @@ class Instance:
             raise MeshError(grpc.StatusCode.UNAVAILABLE, f"instance {target} left the mesh")
         self.peers.load_on(endpoint, model_id, last_used, self.id, self.settings.load_timeout_ms / 1000 + 5)
 
-    def promote(self, vmodel_id: str, vmodel: VModelRecord) -> VModelRecord:
-        """A vmodel whose target has loaded makes it active; a replaced model created for it is deleted."""
-        if vmodel.active == vmodel.target:
-            return vmodel
-        previous = self.registry.read_model(vmodel.active)
-        promoted = VModelRecord(vmodel.target, vmodel.target, vmodel.owner)
-        self.registry.put_vmodel(vmodel_id, promoted)
-        if previous and previous.auto_delete:
-            self.registry.delete_model(vmodel.active)
-        return promoted
-
-    def promote_loaded_targets(self) -> None:
-        with self.registry.lock:
-            pending = {v: r for v, r in self.registry.view.vmodels.items() if r.active != r.target}
-        for vmodel_id, vmodel in pending.items():
-            if any(c.status == "LOADED" for c in self.copies(vmodel.target).values()):
-                self.promote(vmodel_id, vmodel)
-
     def leader_metrics(self) -> None:
-        with self.registry.lock:
-            view = self.registry.view
-            loaded = sum(any(c.status == "LOADED" for c in view.copies.get(m, {}).values()) for m in view.models)
-            failed = sum(any(c.status == "LOADING_FAILED" for c in view.copies.get(m, {}).values())
-                         for m in view.models)
-            managed = len(view.models)
-        self.metrics.set_leader(loaded, managed, failed)
+        view = self.registry.snapshot()
+        loaded = sum(any(c.status == "LOADED" for c in view.copies.get(m, {}).values()) for m in view.models)
+        failed = sum(any(c.status == "LOADING_FAILED" for c in view.copies.get(m, {}).values()) for m in view.models)
+        self.metrics.set_leader(loaded, len(view.models), failed)

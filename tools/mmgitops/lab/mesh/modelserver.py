@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -15,9 +14,9 @@ import grpc
 
 from mmgitops.errors import ToolError
 from mmgitops.lab.ports import free_port, retry_port_clash
+from mmgitops.lab.spawn import die_with_parent, spawn
 from mmgitops.modelmesh import stubs
 
-PR_SET_PDEATHSIG = 1
 v2_pb, v2_grpc = stubs.v2()
 
 
@@ -46,11 +45,6 @@ class ModelServer:
                 self.process.wait()
 
 
-def _die_with_parent() -> None:
-    # Like a container in a pod: when the instance process dies, even by SIGKILL, its model server goes too.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def start(models_dir: Path, log: Path, timeout: float = 60.0, own_group: bool = True) -> ModelServer:
     """MLServer with no worker pool (parallel_workers 0: ready in seconds, no event-loop trouble).
 
@@ -74,10 +68,9 @@ def _start_once(models_dir: Path, log: Path, timeout: float, own_group: bool) ->
         "MLSERVER_DEBUG": "false",
     }
     mlserver = Path(sys.executable).parent / "mlserver"
-    with log.open("ab") as out:
-        process = subprocess.Popen([str(mlserver), "start", str(models_dir)], env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=own_group,
-                                   preexec_fn=None if own_group else _die_with_parent)
+    # Not in a group of its own, it is the instance's container: it dies with the instance.
+    process = spawn([mlserver, "start", models_dir], log, env=env, own_group=own_group,
+                    preexec_fn=None if own_group else die_with_parent)
     server = ModelServer(models_dir, ports["grpc"], ports["http"], ports["metrics"], process)
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(server.grpc_target) as channel:

@@ -32,10 +32,21 @@ from etcd3gw.lease import Lease
 HOUR_MS = 3_600_000
 # ModelMesh publishes "no model loaded" as an LRU time of Long.MAX_VALUE.
 NO_LRU = 2**63 - 1
+# ModelMesh.LASTUSED_AGE_ON_ADD_MS: a registration counts as used this long ago (6x without loadNow).
+LASTUSED_AGE_ON_ADD_MS = HOUR_MS
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def initial_last_used(requested: int, load_now: bool, now: int) -> int:
+    """ModelMesh.registerModel's last-used time for a new model record."""
+    if requested >= now:
+        return now
+    if requested > 0:
+        return requested
+    return now - LASTUSED_AGE_ON_ADD_MS * (1 if load_now else 6)
 
 
 @dataclass(frozen=True)
@@ -200,6 +211,10 @@ class Registry:
     def vmodels_where(self, wanted: Callable[[VModelRecord], bool]) -> dict[str, VModelRecord]:
         with self._lock:
             return {v: r for v, r in self._view.vmodels.items() if wanted(r)}
+
+    def instance(self, instance_id: str) -> InstanceRecord | None:
+        with self._lock:
+            return self._view.instances.get(instance_id)
 
     def instances(self) -> dict[str, InstanceRecord]:
         """The instance table: the live instances and what each published last."""

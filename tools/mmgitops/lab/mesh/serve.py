@@ -16,13 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from mlserver.grpc import dataplane_pb2_grpc
 
 from mmgitops.lab.mesh import adapter, api, constraints, metrics, modelserver, rest, sizing, storage
 from mmgitops.lab.mesh.faults import Faults
-from mmgitops.lab.mesh.instance import Instance, Settings, runtime_grpc, runtime_pb
-from mmgitops.lab.mesh.peers import Peers, mesh_grpc
+from mmgitops.lab.mesh.instance import Instance, Settings
+from mmgitops.lab.mesh.peers import Peers
 from mmgitops.lab.mesh.registry import Registry
+from mmgitops.modelmesh import stubs
+from mmgitops.modelmesh.storage import load_config
+
+runtime_pb, runtime_grpc = stubs.runtime()
+_, mesh_grpc = stubs.mesh()
+_, v2_grpc = stubs.v2()
 
 
 @dataclass
@@ -66,7 +71,7 @@ def run(config: InstanceConfig) -> None:
     server = modelserver.start(work / "models", work / "mlserver.log", own_group=False)
     # The model server's own endpoint, for `bench mesh` to compare the mesh against it.
     (work / "runtime.json").write_text(json.dumps({"grpc": server.grpc_target}), encoding="utf-8")
-    puller = storage.Puller(storage.load_config(Path(config.storage_config))) if config.storage_config else None
+    puller = storage.Puller(load_config(Path(config.storage_config))) if config.storage_config else None
     spi = adapter.serve(adapter.Adapter(server, adapter.RuntimeConfig(
         capacity_bytes=config.capacity_bytes, max_loading_concurrency=config.max_loading_concurrency,
         loading_timeout_ms=config.load_timeout_ms, default_model_size_bytes=config.default_model_size_bytes),
@@ -104,7 +109,7 @@ def run(config: InstanceConfig) -> None:
         return not stopping.is_set() and server.process.poll() is None
 
     data = grpc.insecure_channel(server.grpc_target)
-    dataplane_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(api.Inference(instance, data), grpc_server)
+    v2_grpc.add_GRPCInferenceServiceServicer_to_server(api.Inference(instance, data), grpc_server)
     mesh_grpc.add_ModelMeshServicer_to_server(api.Management(instance), grpc_server)
     grpc_server.start()
     probes = metrics.serve(mesh_metrics, 0, 0, ready, lambda: not stopping.is_set())

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from mmgitops.lab.mesh.peers import mesh_pb
 from mmgitops.lab.mesh.registry import CopyRecord
+from mmgitops.modelmesh import stubs
 
-Status = mesh_pb.ModelStatusInfo
+Status = stubs.mesh()[0].ModelStatusInfo
 
 
 def status_info(copies: Mapping[str, CopyRecord], alive: Collection[str], extra_error: str = "") -> Any:

@@ -23,6 +23,7 @@ import botocore.exceptions
 
 from mmgitops.errors import ToolError
 from mmgitops.lab.ports import free_port, retry_port_clash
+from mmgitops.lab.spawn import spawn
 from mmgitops.modelmesh.storage import (
     DEFAULT_REGION,
     StorageEntry,
@@ -190,10 +191,7 @@ class S3Server:
     @classmethod
     def _start_once(cls, log: Path, timeout: float) -> S3Server:
         port = free_port()
-        with log.open("ab") as out:
-            process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                       stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
+        process = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port], log)
         server = cls(f"http://127.0.0.1:{port}", process, secrets.token_hex(10), secrets.token_hex(20), log)
         # One attempt per probe: the loop is the retry, and botocore's backoff would only slow it down.
         client = s3_client(server.entry(), connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 1})

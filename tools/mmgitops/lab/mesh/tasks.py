@@ -4,8 +4,8 @@
 * the publisher: publishInstanceRecord(force=false) every INSTANCE_REC_PUBLISH_FREQ_MS, fixed delay;
 * the janitor, every LOCAL_JANITOR_FREQ_SECS: re-logs the published record's gauges (so the LRU age
   gauge moves even when nothing is republished);
-* the leader's housekeeping once a second (its model counts and vmodel promotions; ModelMesh does this
-  from registry events and its reaper, the mesh polls the view it already holds);
+* the leader's housekeeping once a second (its model counts, and the vmodel promotions a load's own instance
+  missed; ModelMesh does this from registry events and its reaper, the mesh polls the view it already holds);
 * the leader's registry reaper (reaper.py): first after REAPER_FIRST_DELAY_MINS, then every
   REGISTRY_REAPER_FREQ_MINS.
 """
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mmgitops.lab.mesh import reaper as reaper_mod
+from mmgitops.lab.mesh import vmodels
 from mmgitops.lab.mesh.publishing import INSTANCE_REC_PUBLISH_FREQ_MS
 
 if TYPE_CHECKING:
@@ -55,16 +56,13 @@ def _leader_housekeeping(instance: Instance) -> None:
         instance.metrics.clear_leader()
         return
     instance.leader_metrics()
-    instance.promote_loaded_targets()
+    vmodels.promote_loaded(instance.registry)
 
 
 def reap(instance: Instance, reaper: reaper_mod.Reaper) -> None:
     """One reaper run; only the leader prunes."""
     if not instance.is_leader():
         return
-    registry = instance.registry
-    with registry.lock:
-        copies = {m: dict(c) for m, c in registry.view.copies.items()}
-        alive = set(registry.view.instances)
-    for model_id, instance_id in reaper.prune(copies, alive, instance.clock()):
-        registry.delete_copy(model_id, instance_id)
+    view = instance.registry.snapshot()
+    for model_id, instance_id in reaper.prune(view.copies, set(view.instances), instance.clock()):
+        instance.registry.delete_copy(model_id, instance_id)

@@ -72,7 +72,8 @@ def set_vmodel(registry: Registry, call: SetVModel, now: int, load: Callable[[st
         return ""
     target = registry.read_model(call.target_id)
     error = load(call.target_id, target.last_used if target else initial_last_used(0, True, now))
-    if any(c.status == "LOADED" and i in alive() for i, c in registry.read_copies(call.target_id).items()):
+    live = alive()
+    if any(c.status == "LOADED" and i in live for i, c in registry.read_copies(call.target_id).items()):
         promote(registry, call.vmodel_id, call.target_id)
     return error
 

@@ -16,6 +16,7 @@ import selectors
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from mmgitops.lab.reference import netns
@@ -85,18 +86,23 @@ def run(holder: int, routes: list[tuple[str, int, int]]) -> None:
     relay_forever(listeners, "bridge ready")
 
 
+def exit_code(name: str, relay: Callable[[], None]) -> int:
+    """Relay until the process is stopped; a port taken or a namespace gone is one line on stderr and exit 1."""
+    try:
+        relay()
+    except OSError as exc:
+        print(f"{name}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmgitops.lab.reference.bridge")
     parser.add_argument("--holder", type=int, required=True)
     parser.add_argument("--routes", type=Path, required=True)
     args = parser.parse_args(argv)
     routes = [(str(h), int(p), int(i)) for h, p, i in json.loads(args.routes.read_text(encoding="utf-8"))]
-    try:
-        run(args.holder, routes)
-    except OSError as exc:
-        print(f"bridge: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return exit_code("bridge", lambda: run(args.holder, routes))
 
 
 if __name__ == "__main__":

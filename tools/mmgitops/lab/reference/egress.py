@@ -17,7 +17,7 @@ import threading
 from mmgitops.lab.reference import netns
 
 # one relay per connection, its upstream made in the calling thread's namespace
-from mmgitops.lab.reference.bridge import relay_forever
+from mmgitops.lab.reference.bridge import exit_code, relay_forever
 
 
 def listen_inside(holder: int, ports: list[int]) -> list[tuple[socket.socket, int]]:
@@ -51,12 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holder", type=int, required=True)
     parser.add_argument("--port", type=int, action="append", required=True)
     args = parser.parse_args(argv)
-    try:
-        run(args.holder, args.port)
-    except OSError as exc:
-        print(f"egress: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return exit_code("egress", lambda: run(args.holder, args.port))
 
 
 if __name__ == "__main__":

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -25,9 +23,11 @@ import requests
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
-from mmgitops.lab.mesh import control, etcdserver, sizing, storage
+from mmgitops.lab.mesh import control, etcdserver, sampleset, sizing
+from mmgitops.lab.ports import bindable
 from mmgitops.lab.reference import build, netns, podspec
-from mmgitops.modelmesh import samples
+from mmgitops.lab.spawn import spawn
+from mmgitops.modelmesh.storage import StorageEntry, write_config
 
 SERVICES_HOST = 250  # last octet of the etcd / S3 address in the mesh's block
 READY_TIMEOUT = 240.0
@@ -49,31 +49,20 @@ def _free_block(pods: int) -> int:
     for block in range(7, 250):
         hosts = [(f"127.0.{block}.{i + 1}", p) for i in range(pods) for p in podspec.OUTER.values()]
         hosts += [(f"127.0.{block}.{SERVICES_HOST}", p) for p in (podspec.ETCD_INNER, podspec.S3_INNER)]
-        try:
-            for host, port in hosts:
-                with socket.socket() as sock:
-                    sock.bind((host, port))
-        except OSError:
-            continue
-        return block
+        if bindable(hosts):
+            return block
     raise ToolError("no free 127.0.N.0/24 block for the reference pods")
 
 
-def _save(state: dict[str, Any]) -> None:
-    (control.state_dir(state["name"]) / "mesh.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
-
-
-def _spawn(argv: list[str], log: Path, holder: int) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=netns.inside(holder))
+def _spawn(argv: Sequence[object], log: Path, holder: int) -> subprocess.Popen[bytes]:
+    return spawn(argv, log, preexec_fn=netns.inside(holder))
 
 
 def _wait(what: str, probe: Callable[[], bool], pid: int, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not procs.alive(pid):
-            raise ToolError(f"{what} exited at startup: {control._last_line(str(log))} (log {log})")
+            raise ToolError(f"{what} exited at startup: {control.last_line(str(log))} (log {log})")
         try:
             if probe():
                 return
@@ -84,26 +73,15 @@ def _wait(what: str, probe: Callable[[], bool], pid: int, log: Path, timeout: fl
 
 
 def up(options: control.Options, progress: Callable[[str], None], mesh: str | None = None) -> dict[str, Any]:
-    if control.read_state(mesh):
-        raise ToolError(f"a local mesh is already up (state {control.state_dir(mesh)}): "
-                        "`mmgitops local mesh down` first")
+    control.refuse_second(mesh)
     check(options)
     started = time.monotonic()
     built = build.build(None, lambda text: progress(f"building {text}"))
     root = control.state_dir(mesh)
-    root.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {
         "name": control.name(mesh), "engine": "reference", "reference_commit": built.commits["modelmesh"],
         "options": {**asdict(options), "storage_config": "", "engine": "reference"}, "instances": []}
-    _save(state)
-    try:
-        _start(options, built, root, state, progress)
-    except BaseException:
-        down(mesh)
-        raise
-    state["seconds"] = round(time.monotonic() - started, 1)
-    _save(state)
-    return state
+    return control.bring_up(state, started, lambda: _start(options, built, root, state, progress), down)
 
 
 def _start(options: control.Options, built: build.Built, root: Path, state: dict[str, Any],
@@ -111,7 +89,7 @@ def _start(options: control.Options, built: build.Built, root: Path, state: dict
     progress("making the network namespace")
     holder = netns.start_holder(root / "netns.log")
     state["netns"] = {"pid": holder}
-    _save(state)
+    control.save_state(state)
     block = _free_block(options.instances)
     services = f"127.0.{block}.{SERVICES_HOST}"
     routes: list[tuple[str, int, int]] = [(services, podspec.ETCD_INNER, podspec.ETCD_INNER),
@@ -121,46 +99,36 @@ def _start(options: control.Options, built: build.Built, root: Path, state: dict
         routes += [(f"127.0.{block}.{index + 1}", port, inner[name]) for name, port in podspec.OUTER.items()]
     (root / "routes.json").write_text(json.dumps(routes), encoding="utf-8")
     bridge_log = root / "bridge.log"
-    with bridge_log.open("ab") as out:
-        bridge = subprocess.Popen([sys.executable, "-m", "mmgitops.lab.reference.bridge", "--holder", str(holder),
-                                   "--routes", str(root / "routes.json")], stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    bridge = spawn([sys.executable, "-m", "mmgitops.lab.reference.bridge", "--holder", holder,
+                    "--routes", root / "routes.json"], bridge_log)
     state["bridge"] = {"pid": bridge.pid, "block": f"127.0.{block}.0/24"}
-    _save(state)
+    control.save_state(state)
     _wait("the bridge", lambda: b"bridge ready" in bridge_log.read_bytes(), bridge.pid, bridge_log, 30)
 
     progress("starting etcd and an S3 server (moto) in the namespace")
     etcd_log = root / "etcd.log"
-    etcd = _spawn([str(etcdserver.find_binary()), "--name", "mesh", "--data-dir", str(root / "etcd"),
-                   "--listen-client-urls", f"http://127.0.0.1:{podspec.ETCD_INNER}",
-                   "--advertise-client-urls", f"http://127.0.0.1:{podspec.ETCD_INNER}",
-                   "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls",
-                   "http://127.0.0.1:2380", "--initial-cluster", "mesh=http://127.0.0.1:2380"], etcd_log, holder)
+    etcd = _spawn(etcdserver.command(root / "etcd", podspec.ETCD_INNER, podspec.ETCD_PEER_INNER), etcd_log, holder)
     state["etcd"] = {"endpoint": f"http://{services}:{podspec.ETCD_INNER}", "pid": etcd.pid}
     s3_log = root / "s3.log"
     # Every address the namespace has is loopback, so the S3 server may answer on all of them: the pods then
     # reach it at the same address as the outside does through the bridge, and one storage-config serves both
     # (a suite given these pods by --endpoint stages its samples with it).
-    moto = _spawn([sys.executable, "-m", "moto.server", "-H", "0.0.0.0", "-p", str(podspec.S3_INNER)],
-                  s3_log, holder)
+    moto = _spawn([sys.executable, "-m", "moto.server", "-H", "0.0.0.0", "-p", podspec.S3_INNER], s3_log, holder)
     state["s3"] = {"endpoint": f"http://{services}:{podspec.S3_INNER}", "pid": moto.pid}
-    _save(state)
+    control.save_state(state)
     _wait("etcd", lambda: requests.get(f"{state['etcd']['endpoint']}/health", timeout=1).ok, etcd.pid, etcd_log, 30)
-    outer = storage.StorageEntry(key=control.STORAGE_KEY, type="s3", access_key_id=secrets.token_hex(10),
-                                 secret_access_key=secrets.token_hex(20), endpoint_url=state["s3"]["endpoint"],
-                                 bucket=control.BUCKET)
+    outer = StorageEntry(key=sampleset.STORAGE_KEY, type="s3", access_key_id=secrets.token_hex(10),
+                         secret_access_key=secrets.token_hex(20), endpoint_url=state["s3"]["endpoint"],
+                         bucket=sampleset.BUCKET)
     _wait("the S3 server", lambda: requests.get(outer.endpoint_url, timeout=1).status_code < 500, moto.pid,
           s3_log, 30)
-    state["storage_config"] = str(storage.write_config(root / "storage-config.json", {control.STORAGE_KEY: outer}))
+    state["storage_config"] = str(write_config(root / "storage-config.json", {sampleset.STORAGE_KEY: outer}))
     if options.samples:
         progress(f"training and uploading {options.samples} sample models")
-        trained = samples.upload(samples.train(root / "samples", options.samples), outer, control.BUCKET)
-        state["samples"] = [{"name": s.name, "expected": s.expected, "path": s.s3_path, "size": s.size,
-                             "model_id": control.concrete_id(s.name, s.s3_path),
-                             "key": s.model_key(control.STORAGE_KEY)} for s in trained]
-    _save(state)
+        state["samples"] = sampleset.upload(root / "samples", options.samples, outer)
+    control.save_state(state)
 
-    config = podspec.write_config(root / "config", {control.STORAGE_KEY: outer.to_json()})
+    config = podspec.write_config(root / "config", {sampleset.STORAGE_KEY: outer.to_json()})
     pod_options = podspec.PodOptions(
         capacity_bytes=options.capacity_bytes,
         default_model_size=sizing.local_default_model_size(options.capacity_bytes),
@@ -168,13 +136,13 @@ def _start(options: control.Options, built: build.Built, root: Path, state: dict
         loading_concurrency=options.max_loading_concurrency, mlserver_version=_mlserver_version())
     for index in range(options.instances):
         state["instances"].append(_start_pod(index, block, built, root, config, state["name"], pod_options, holder))
-        _save(state)
+        control.save_state(state)
     progress(f"waiting for {options.instances} pods to be ready (/ready on their probe port)")
     with ThreadPoolExecutor(max_workers=options.instances) as pool:
         list(pool.map(wait_ready, state["instances"]))
     if options.register_samples and state.get("samples"):
         progress("registering the samples as the controller registers InferenceServices")
-        control.register_samples(state)
+        sampleset.register_all(state)
 
 
 def _mlserver_version() -> str:
@@ -192,13 +160,10 @@ def _start_pod(index: int, block: int, built: build.Built, root: Path, config: d
     spec.write_text(podspec.spec_json(podspec.containers(index, built, pod_dir, config, f"mm-{mesh_name}",
                                                          options)), encoding="utf-8")
     log = pod_dir / "pod.log"
-    proc = _spawn([sys.executable, "-m", "mmgitops.lab.reference.pod", "--spec", str(spec)], log, holder)
+    proc = _spawn([sys.executable, "-m", "mmgitops.lab.reference.pod", "--spec", spec], log, holder)
     address = f"127.0.{block}.{index + 1}"
-    return {"id": iid, "pid": proc.pid, "address": address, "grpc": f"{address}:{podspec.OUTER['grpc']}",
-            "rest": f"http://{address}:{podspec.OUTER['rest']}",
-            "metrics": f"http://{address}:{podspec.OUTER['metrics']}/metrics",
-            "probes": f"http://{address}:{podspec.OUTER['probes']}", "log": str(log), "logs": str(pod_dir / "logs"),
-            "inner_ports": podspec.inner_ports(index)}
+    return {"id": iid, "pid": proc.pid, "address": address, **podspec.endpoints(address), "log": str(log),
+            "logs": str(pod_dir / "logs"), "inner_ports": podspec.inner_ports(index)}
 
 
 def wait_ready(instance: dict[str, Any], timeout: float = READY_TIMEOUT) -> None:
@@ -213,21 +178,8 @@ def wait_ready(instance: dict[str, Any], timeout: float = READY_TIMEOUT) -> None
 
 
 def down(mesh: str | None = None, base: Path | None = None) -> list[str]:
-    state = control.read_state(mesh, base) or {}
-    stopped = []
-    for instance in state.get("instances", []):
-        if procs.alive(instance["pid"]):
-            procs.stop(instance["pid"], group=True)
-            stopped.append(f"pod {instance['id']} (pid {instance['pid']})")
-    for part in ("bridge", "s3", "etcd", "netns"):
-        pid = state.get(part, {}).get("pid")
-        if pid and procs.alive(pid):
-            procs.stop(pid, group=True)
-            stopped.append(f"{part} (pid {pid})")
-    root = control.state_dir(mesh, base)
-    if root.exists():
-        shutil.rmtree(root)
-    return stopped
+    return control.stop_recorded(control.read_state(mesh, base) or {}, control.state_dir(mesh, base), "pod",
+                                 ("bridge", "s3", "etcd", "netns"))
 
 
 def status(mesh: str | None = None) -> dict[str, Any]:

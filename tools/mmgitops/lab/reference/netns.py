@@ -9,16 +9,14 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from mmgitops.errors import ToolError
+from mmgitops.lab.spawn import die_with_parent, spawn
 
 CLONE_NEWNET = 0x40000000
-PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
@@ -27,10 +25,7 @@ def start_holder(log: Path, timeout: float = 10.0) -> int:
     for tool in ("unshare", "ip"):
         if not shutil.which(tool):
             raise ToolError(f"reference pods need `{tool}` (util-linux / iproute2) to make a network namespace")
-    with log.open("ab") as out:
-        proc = subprocess.Popen(["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep infinity"],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+    proc = spawn(["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep infinity"], log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -55,11 +50,6 @@ def enter(holder: int) -> None:
             raise OSError(errno, f"setns into the namespace of pid {holder}: {os.strerror(errno)}")
     finally:
         os.close(fd)
-
-
-def die_with_parent() -> None:
-    # Like a container in a pod: when the pod's launcher dies, even by SIGKILL, this process goes too.
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def inside(holder: int, die: bool = False) -> Callable[[], None]:

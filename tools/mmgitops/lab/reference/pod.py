@@ -12,13 +12,12 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from types import FrameType
 
-from mmgitops.lab.reference.netns import die_with_parent
+from mmgitops.lab.spawn import die_with_parent, spawn
 
 
 def _kill_all(signum: int = 0, frame: FrameType | None = None) -> None:
@@ -30,12 +29,9 @@ def run(spec: list[dict[str, object]]) -> int:
     signal.signal(signal.SIGINT, _kill_all)
     children: dict[int, str] = {}
     for container in spec:
-        log = Path(str(container["log"]))
-        with log.open("ab") as out:
-            proc = subprocess.Popen([str(a) for a in container["argv"]],  # type: ignore[attr-defined]
-                                    env={k: str(v) for k, v in container["env"].items()},  # type: ignore[attr-defined]
-                                    cwd=str(container["cwd"]), stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        proc = spawn(container["argv"], Path(str(container["log"])),  # type: ignore[arg-type]
+                     env={k: str(v) for k, v in container["env"].items()},  # type: ignore[attr-defined]
+                     cwd=Path(str(container["cwd"])), own_group=False, preexec_fn=die_with_parent)
         children[proc.pid] = str(container["name"])
         print(f"{time.strftime('%H:%M:%S')} started {container['name']} pid {proc.pid}", flush=True)
     pid, status = os.wait()

@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +29,9 @@ from typing import Any
 from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab.mesh import etcdserver
+from mmgitops.lab.ports import bindable
 from mmgitops.lab.reference import build, netns, podspec
+from mmgitops.lab.spawn import spawn
 
 ETCD_PORT = podspec.ETCD_INNER
 ADDRESS_BLOCKS = range(100, 250)  # 127.0.N.0/24 blocks for pod addresses (`local mesh` takes them from 7 up)
@@ -49,18 +50,6 @@ class PodConfig:
     min_churn_age_ms: int
     load_timeout_ms: int
     loading_concurrency: int
-
-
-def _spawn(argv: list[str], log: Path, holder: int) -> int:
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=netns.inside(holder)).pid
-
-
-def _start_outside(argv: list[str], log: Path) -> int:
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True).pid
 
 
 def connects_inside(holder: int, port: int, timeout: float = 0.5) -> bool:
@@ -107,12 +96,8 @@ class Host:
             self.holder = netns.start_holder(self.root / "netns.log")
             self.etcd, self.egress = 0, {}
         if not self.etcd or not procs.alive(self.etcd):
-            self.etcd = _spawn([str(etcdserver.find_binary()), "--name", "mesh", "--data-dir", str(self.root / "etcd"),
-                                "--listen-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
-                                "--advertise-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
-                                "--listen-peer-urls", "http://127.0.0.1:2380",
-                                "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-                                "--initial-cluster", "mesh=http://127.0.0.1:2380"], self.root / "etcd.log", self.holder)
+            self.etcd = spawn(etcdserver.command(self.root / "etcd", ETCD_PORT, podspec.ETCD_PEER_INNER),
+                              self.root / "etcd.log", preexec_fn=netns.inside(self.holder)).pid
             deadline = time.monotonic() + 30
             while not connects_inside(self.holder, ETCD_PORT):
                 if not procs.alive(self.etcd) or time.monotonic() > deadline:
@@ -126,8 +111,8 @@ class Host:
                 continue
             log = self.root / f"egress-{port}.log"
             log.unlink(missing_ok=True)
-            pid = _start_outside([sys.executable, "-m", "mmgitops.lab.reference.egress", "--holder", str(self.holder),
-                                  "--port", str(port)], log)
+            pid = spawn([sys.executable, "-m", "mmgitops.lab.reference.egress", "--holder", self.holder,
+                         "--port", port], log).pid
             _wait_log(f"the egress bridge for port {port}", log, b"egress ready", pid, 15)
             self.egress[port] = pid
 
@@ -151,7 +136,7 @@ def write_namespace_files(where: Path, namespace: str, table: dict[str, tuple[st
     """The namespace's tc-config type_constraints (rewritten only when it changes) and etcd connection."""
     where.mkdir(parents=True, exist_ok=True)
     constraints = where / "type_constraints"
-    text = json.dumps({k: {"required": list(v)} for k, v in sorted(table.items())})
+    text = podspec.type_constraints_json(table)
     if not constraints.is_file() or constraints.read_text(encoding="utf-8") != text:
         partial = where / "type_constraints.partial"
         partial.write_text(text, encoding="utf-8")
@@ -171,13 +156,8 @@ def free_address(taken: Iterable[str]) -> str:
             address = f"127.0.{block}.{host}"
             if address in skip:
                 continue
-            try:
-                for port in podspec.OUTER.values():
-                    with socket.socket() as sock:
-                        sock.bind((address, port))
-            except OSError:
-                continue
-            return address
+            if bindable((address, port) for port in podspec.OUTER.values()):
+                return address
     raise ToolError("no free loopback address for a reference pod")
 
 
@@ -200,18 +180,16 @@ def start_pod(host: Host, index: int, address: str, built: build.Built, pod_dir:
                                      "KV_STORE": f"etcd:{config.etcd_connection_file}"})
     spec = pod_dir / "pod.json"
     spec.write_text(podspec.spec_json(containers), encoding="utf-8")
-    pid = _spawn([sys.executable, "-m", "mmgitops.lab.reference.pod", "--spec", str(spec)], pod_dir / "pod.log",
-                 host.holder)
+    pid = spawn([sys.executable, "-m", "mmgitops.lab.reference.pod", "--spec", spec], pod_dir / "pod.log",
+                preexec_fn=netns.inside(host.holder)).pid
     inner = podspec.inner_ports(index)
     routes = [(address, port, inner[name]) for name, port in podspec.OUTER.items()]
     (pod_dir / "routes.json").write_text(json.dumps(routes), encoding="utf-8")
     bridge_log = pod_dir / "bridge.log"
-    bridge = _start_outside([sys.executable, "-m", "mmgitops.lab.reference.bridge", "--holder", str(host.holder),
-                             "--routes", str(pod_dir / "routes.json")], bridge_log)
+    bridge = spawn([sys.executable, "-m", "mmgitops.lab.reference.bridge", "--holder", host.holder,
+                    "--routes", pod_dir / "routes.json"], bridge_log).pid
     found = {"pid": pid, "bridge": bridge, "index": index, "address": address, "log": str(pod_dir / "logs"),
-             "grpc": f"{address}:{podspec.OUTER['grpc']}", "rest": f"http://{address}:{podspec.OUTER['rest']}",
-             "metrics": f"http://{address}:{podspec.OUTER['metrics']}/metrics",
-             "probes": f"http://{address}:{podspec.OUTER['probes']}"}
+             **podspec.endpoints(address)}
     try:
         _wait_log(f"the bridge of pod {config.pod_name}", bridge_log, b"bridge ready", bridge, 15)
     except ToolError:

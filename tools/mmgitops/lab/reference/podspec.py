@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmgitops.lab.mesh import constraints
 from mmgitops.lab.reference.build import Built
+from mmgitops.modelmesh.defaults import GRPC_PORT, METRICS_PORT, PROBE_PORT, REST_PORT
 
 SERVICE_NAME = "modelmesh-serving"
-RUNTIME = "mlserver-1.x"
-# mlserver-1.x's supportedModelFormats (all autoSelect) and protocolVersions; the REST proxy adds pv:v2.
-MODEL_FORMATS = {"sklearn": "0", "xgboost": "1", "lightgbm": "3"}
-PROTOCOLS = ("grpc-v2", "v2")
 DEFAULT_VMODEL_OWNER = "ksp"  # the controller's PredictorCRSourceId
 # cluster_config.go: how the mesh finds the vmodel id in each data-plane request.
 DATAPLANE_CONFIG = {
@@ -34,8 +32,8 @@ DATAPLANE_CONFIG = {
     "allowOtherRpcs": True,
 }
 # The conventional ports of a runtime pod, which the bridge exposes on each pod's address.
-OUTER = {"grpc": 8033, "rest": 8008, "metrics": 2112, "probes": 8089}
-ETCD_INNER, S3_INNER = 2379, 9000
+OUTER = {"grpc": GRPC_PORT, "rest": REST_PORT, "metrics": METRICS_PORT, "probes": PROBE_PORT}
+ETCD_INNER, ETCD_PEER_INNER, S3_INNER = 2379, 2380, 9000
 MEM_LIMIT_MB = 448  # the mm container's memory in model-serving-config's modelMeshResources
 MEM_BUFFER_BYTES = 128 * 2**20  # mlserver-1.x's builtInAdapter.memBufferBytes
 
@@ -50,6 +48,12 @@ class PodOptions:
     mlserver_version: str
 
 
+def endpoints(address: str) -> dict[str, str]:
+    """Where a pod exposed on `address` serves, as a mesh's state records it."""
+    return {"grpc": f"{address}:{OUTER['grpc']}", "rest": f"http://{address}:{OUTER['rest']}",
+            "metrics": f"http://{address}:{OUTER['metrics']}/metrics", "probes": f"http://{address}:{OUTER['probes']}"}
+
+
 def inner_ports(index: int) -> dict[str, int]:
     """Pod `index`'s ports inside the namespace: the conventional numbers' last digits on a block of 100."""
     base = 20000 + 100 * index
@@ -62,34 +66,24 @@ def instance_id(index: int) -> str:
     return f"mmref-pod-{index:02d}"
 
 
-def labels() -> list[str]:
-    mt = [f"mt:{n}" for n in MODEL_FORMATS] + [f"mt:{n}:{v}" for n, v in MODEL_FORMATS.items()]
-    return sorted([*mt, *(f"pv:{p}" for p in PROTOCOLS), f"rt:{RUNTIME}"])
-
-
-def type_constraints() -> dict[str, Any]:
-    """calculateConstraintData for the one runtime: each label alone, each model type with each protocol."""
-    mt = [f"mt:{n}" for n in MODEL_FORMATS] + [f"mt:{n}:{v}" for n, v in MODEL_FORMATS.items()]
-    out: dict[str, Any] = {f"rt:{RUNTIME}": {"required": [f"rt:{RUNTIME}"]}}
-    for label in mt:
-        out[label] = {"required": [label]}
-        for pv in PROTOCOLS:
-            out[f"{label}|pv:{pv}"] = {"required": [label, f"pv:{pv}"]}
-    out["_default"] = {"required": ["_no_runtime"]}
-    return out
+def type_constraints_json(table: dict[str, tuple[str, ...]]) -> str:
+    """A type-constraints table as the tc-config ConfigMap's `type_constraints` file holds it."""
+    return json.dumps({k: {"required": list(v)} for k, v in sorted(table.items())})
 
 
 def write_config(config_dir: Path, storage: dict[str, Any]) -> dict[str, Path]:
     """The tc-config ConfigMap's two files and the storage-config Secret as a directory (one file per key)."""
     config_dir.mkdir(parents=True, exist_ok=True)
-    constraints, dataplane = config_dir / "type_constraints", config_dir / "dataplane_api_config"
-    constraints.write_text(json.dumps(type_constraints()), encoding="utf-8")
+    constraints_file, dataplane = config_dir / "type_constraints", config_dir / "dataplane_api_config"
+    # The built-in mlserver-1.x runtime alone (constraints.py's defaults).
+    constraints_file.write_text(type_constraints_json(constraints.constraints_for(constraints.runtime_labels())),
+                                encoding="utf-8")
     dataplane.write_text(json.dumps(DATAPLANE_CONFIG), encoding="utf-8")
     secret = config_dir / "storage-config"
     secret.mkdir(exist_ok=True)
     for key, entry in storage.items():
         (secret / key).write_text(json.dumps(entry), encoding="utf-8")
-    return {"constraints": constraints, "dataplane": dataplane, "storage": secret}
+    return {"constraints": constraints_file, "dataplane": dataplane, "storage": secret}
 
 
 def install_dir(built: Built, pod_dir: Path) -> Path:
@@ -108,7 +102,7 @@ def install_dir(built: Built, pod_dir: Path) -> Path:
 def containers(index: int, built: Built, pod_dir: Path, config: dict[str, Path], kv_prefix: str,
                options: PodOptions) -> list[dict[str, Any]]:
     ports = inner_ports(index)
-    pod_name = f"{SERVICE_NAME}-{RUNTIME}-{instance_id(index)}"
+    pod_name = f"{SERVICE_NAME}-{constraints.MLSERVER_RUNTIME}-{instance_id(index)}"
     base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(pod_dir), "LANG": "C.UTF-8"}
     models = pod_dir / "models"
     (models / "_mlserver_models").mkdir(parents=True, exist_ok=True)
@@ -123,7 +117,7 @@ def containers(index: int, built: Built, pod_dir: Path, config: dict[str, Path],
         "INTERNAL_SERVING_GRPC_PORT": ports["mlserver_grpc"], "INTERNAL_GRPC_PORT": ports["adapter"],
         "MM_SVC_GRPC_MAX_MSG_SIZE": 16777216,
         "MM_KVSTORE_PREFIX": kv_prefix, "MM_DEFAULT_VMODEL_OWNER": DEFAULT_VMODEL_OWNER,
-        "MM_LABELS": ",".join(labels()),
+        "MM_LABELS": ",".join(constraints.runtime_labels()),
         "MM_TYPE_CONSTRAINTS_PATH": config["constraints"], "MM_DATAPLANE_CONFIG_PATH": config["dataplane"],
         # Off Kubernetes: what the downward API, cgroups and `hostname -I` would give, and distinct ports.
         "WATSON_SERVICE_ADDRESS": "127.0.0.1", "MEM_LIMIT_MB": MEM_LIMIT_MB, "HOSTNAME": pod_name,

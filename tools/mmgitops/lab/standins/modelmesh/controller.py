@@ -22,10 +22,10 @@ import grpc
 from kubernetes.client.rest import ApiException
 
 from mmgitops.errors import ToolError
-from mmgitops.lab.mesh.control import concrete_id
 from mmgitops.lab.standins.kube import Kube
 from mmgitops.lab.standins.modelmesh import config, deployments, engines, meshcalls, predictor, status
 from mmgitops.lab.standins.modelmesh.fleet import Instance
+from mmgitops.modelmesh import defaults, ids
 
 ENDPOINTS_ANNOTATION = "mmgitops.io/endpoints"  # read by the conformance suite's annotation resolver
 ENGINE_ANNOTATION = "mmgitops.io/mesh-engine"  # which local-mesh engine backs the pod: embedded | reference
@@ -168,7 +168,7 @@ class Controller:
     def _pods(self, kube: Kube, ns: str, settings: dict[str, config.RuntimeSettings], serving: config.ServingConfig,
               storage_dir: Path) -> list[Instance]:
         """Start and stop instances with the pods; returns the namespace's ready instances, by pod name."""
-        pods = kube.core.list_namespaced_pod(ns, label_selector=f"{deployments.POD_LABEL}={deployments.SERVICE}").items
+        pods = kube.core.list_namespaced_pod(ns, label_selector=f"{deployments.POD_LABEL}={config.SERVICE}").items
         running = {}
         for pod in pods:
             runtime = (pod.metadata.labels or {}).get("modelmesh-service-runtime", "")
@@ -183,7 +183,7 @@ class Controller:
             instance = self.fleet.instances.get((ns, name))
             if instance is None:
                 s = settings[runtime]
-                instance = self.fleet.start(ns, name, runtime, deployments.instance_id(name), s,
+                instance = self.fleet.start(ns, name, runtime, defaults.instance_id(name), s,
                                             serving.min_churn_age_ms(s.load_timeout_ms), storage_dir)
             if self.fleet.poll(instance):
                 ready.append(instance)
@@ -212,7 +212,7 @@ class Controller:
         old = isvc.get("status") or {}
         current = status.from_isvc(old)
         key, generation = (ns, found.name), int(isvc["metadata"].get("generation", 1))
-        model_id = concrete_id(found.name, found.path)
+        model_id = ids.concrete_id(found.name, found.path)
         if not ready:  # no pod behind the Service: setVModel fails with "produced zero addresses"
             status.no_addresses(current, model_id)
         else:

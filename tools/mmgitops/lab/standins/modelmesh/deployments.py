@@ -9,22 +9,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-SERVICE = "modelmesh-serving"
+from mmgitops.lab.standins.modelmesh.config import SERVICE
+from mmgitops.modelmesh.defaults import GRPC_PORT, METRICS_PORT, REST_PORT
+
 POD_LABEL = "modelmesh-service"
 KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 MM_RESOURCES = {"requests": {"cpu": "300m", "memory": "448Mi"}, "limits": {"cpu": "3", "memory": "448Mi"}}
-PORTS = {"grpc": 8033, "http": 8008, "prometheus": 2112}
-INSTANCE_ID_CHARS = 12
+PORTS = {"grpc": GRPC_PORT, "http": REST_PORT, "prometheus": METRICS_PORT}
 
 
 def deployment_name(runtime: str) -> str:
     return f"{SERVICE}-{runtime}"
-
-
-def instance_id(pod_name: str) -> str:
-    """ModelMesh's instance id for a runtime pod: the last 12 characters of its name, as ModelMesh's start
-    script derives it from the downward API. It is short because every copy in the registry names it."""
-    return pod_name[-INSTANCE_ID_CHARS:]
 
 
 def deployment(namespace: str, runtime: dict[str, Any], replicas: int, server_type: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from mmgitops.lab.mesh.serve import InstanceConfig
 from mmgitops.lab.standins.modelmesh import FLEET_FILE
 from mmgitops.lab.standins.modelmesh.config import RuntimeSettings, registry_prefix
 from mmgitops.modelmesh import samples
+from mmgitops.modelmesh.defaults import GRPC_PORT, METRICS_PORT, PROBE_PORT, REST_PORT
 
 START_TIMEOUT_S = 120.0
 
@@ -48,11 +49,29 @@ class Instance:
             self._channel = grpc.insecure_channel(self.process["grpc"])
         return self._channel
 
+    def settled(self, exited: str) -> bool:
+        """Whether polling it has nothing left to learn: ready, or failed (`exited` when its process is gone)."""
+        if not (self.ready or self.failed) and not procs.alive(self.process["pid"]):
+            self.failed = exited
+        return self.ready or bool(self.failed)
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
     def endpoints(self) -> dict[str, str]:
         """Pod port -> loopback HOST:PORT, for the suite's annotation resolver."""
         strip = lambda url: url.split("//", 1)[-1].split("/", 1)[0]  # noqa: E731
-        return {"8033": self.process["grpc"], "8008": strip(self.process["rest"]),
-                "2112": strip(self.process["metrics"]), "8089": strip(self.process["probes"])}
+        return {str(GRPC_PORT): self.process["grpc"], str(REST_PORT): strip(self.process["rest"]),
+                str(METRICS_PORT): strip(self.process["metrics"]), str(PROBE_PORT): strip(self.process["probes"])}
+
+
+def release(instances: dict[tuple[str, str], Instance], key: tuple[str, str]) -> Instance | None:
+    """Forget a fleet's instance, closing the controller's channel to it; None when the fleet has none."""
+    instance = instances.pop(key, None)
+    if instance is not None:
+        instance.close()
+    return instance
 
 
 class Fleet:
@@ -95,32 +114,24 @@ class Fleet:
 
     def poll(self, instance: Instance) -> bool:
         """Ready yet? Never blocks for long: the controller loop serves every namespace."""
-        if instance.ready or instance.failed:
+        if instance.settled(f"instance exited (log: {instance.process['log']})"):
             return instance.ready
-        if not procs.alive(instance.process["pid"]):
-            instance.failed = f"instance exited (log: {instance.process['log']})"
-            return False
-        ports = Path(instance.process["config"]).parent / "ports.json"
-        if not ports.is_file():
-            if time.monotonic() - instance.started > START_TIMEOUT_S:
-                instance.failed = f"no ports after {START_TIMEOUT_S:.0f} s (log: {instance.process['log']})"
-            return False
         if "grpc" not in instance.process:
-            bound = json.loads(ports.read_text(encoding="utf-8"))
-            instance.process.update(grpc=f"127.0.0.1:{bound['grpc']}", rest=f"http://127.0.0.1:{bound['rest']}",
-                                    metrics=f"http://127.0.0.1:{bound['metrics']}/metrics",
-                                    probes=f"http://127.0.0.1:{bound['probes']}")
+            bound = control.endpoints(instance.process)
+            if bound is None:
+                if time.monotonic() - instance.started > START_TIMEOUT_S:
+                    instance.failed = f"no ports after {START_TIMEOUT_S:.0f} s (log: {instance.process['log']})"
+                return False
+            instance.process.update(bound)
         # The pod's readiness probe (HTTP /ready): ServerReady on the mesh port needs a model id.
         instance.ready = control.probe_ready(instance.process["probes"], timeout=0.5)
         return instance.ready
 
     def stop(self, key: tuple[str, str], kill: bool) -> None:
         """kill: SIGKILL the instance's process group at once, as a pod deleted with no grace period dies."""
-        instance = self.instances.pop(key, None)
+        instance = release(self.instances, key)
         if instance is None:
             return
-        if instance._channel is not None:
-            instance._channel.close()
         pid = instance.process["pid"]
         if kill:
             with contextlib.suppress(ProcessLookupError):

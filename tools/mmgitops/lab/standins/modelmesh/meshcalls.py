@@ -11,9 +11,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mmgitops.lab.mesh import constraints
-from mmgitops.lab.mesh.peers import mesh_grpc, mesh_pb
-from mmgitops.lab.standins.modelmesh.predictor import OWNER, Predictor
+from mmgitops.lab.standins.modelmesh.predictor import Predictor
 from mmgitops.lab.standins.modelmesh.status import CopyInfo, ModelView, VModelView
+from mmgitops.modelmesh import ids, stubs
+
+mesh_pb, mesh_grpc = stubs.mesh()
 
 TIMEOUT_S = 10.0  # GrpcRequestTimeout
 
@@ -34,22 +36,20 @@ def vmodel_view(found: Any) -> VModelView:
 
 
 def set_vmodel(channel: Any, predictor: Predictor, model_id: str, load_now: bool) -> VModelView:
-    found = mesh_grpc.ModelMeshStub(channel).setVModel(mesh_pb.SetVModelRequest(
-        vModelId=predictor.name, owner=OWNER, targetModelId=model_id, autoDeleteTargetModel=True, loadNow=load_now,
-        modelInfo=mesh_pb.ModelInfo(type=predictor.type_label(), path=predictor.path, key=predictor.model_key())),
-        timeout=TIMEOUT_S)
-    return vmodel_view(found)
+    request = ids.set_vmodel_request(mesh_pb, predictor.name, model_id, predictor.type_label(), predictor.path,
+                                     predictor.model_key(), load_now)
+    return vmodel_view(mesh_grpc.ModelMeshStub(channel).setVModel(request, timeout=TIMEOUT_S))
 
 
 def fingerprint(channel: Any, name: str) -> bytes:
     """What the mesh holds for the vmodel now; a change stands in for the controller's etcd watch event."""
     found = mesh_grpc.ModelMeshStub(channel).getVModelStatus(
-        mesh_pb.GetVModelStatusRequest(vModelId=name, owner=OWNER), timeout=TIMEOUT_S)
+        mesh_pb.GetVModelStatusRequest(vModelId=name, owner=ids.ISVC_OWNER), timeout=TIMEOUT_S)
     return bytes(found.SerializeToString(deterministic=True))
 
 
 def delete_vmodel(channel: Any, name: str) -> None:
-    mesh_grpc.ModelMeshStub(channel).deleteVModel(mesh_pb.DeleteVModelRequest(vModelId=name, owner=OWNER),
+    mesh_grpc.ModelMeshStub(channel).deleteVModel(mesh_pb.DeleteVModelRequest(vModelId=name, owner=ids.ISVC_OWNER),
                                                    timeout=TIMEOUT_S)
 
 

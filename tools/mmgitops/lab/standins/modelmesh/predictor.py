@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from mmgitops.modelmesh import samples
+from mmgitops.modelmesh import ids
 
-OWNER = "isvc"  # InferenceServiceCRSourceId: the vmodel owner, and the `__isvc-` of the concrete model id
 SECRET_KEY_ANNOTATION = "serving.kserve.io/secretKey"
 SCHEMA_PATH_ANNOTATION = "serving.kserve.io/schemaPath"
 RUNTIME_ANNOTATION = "serving.kserve.io/servingRuntime"
@@ -39,7 +38,7 @@ class Predictor:
         """GetPredictorTypeLabel: rt:<runtime> when one is named, else mt:<format>[:<version>][|pv:<protocol>]."""
         if self.runtime:
             return f"rt:{self.runtime}"
-        label = f"mt:{self.model_format}"
+        label = ids.model_type(self.model_format)
         if self.model_version is not None:
             label += f":{self.model_version}"
         if self.protocol:
@@ -47,7 +46,7 @@ class Predictor:
         return label
 
     def model_key(self) -> str:
-        return samples.model_key_info(self.storage_key, self.storage_params, self.model_format, self.model_version,
+        return ids.model_key_info(self.storage_key, self.storage_params, self.model_format, self.model_version,
                                       self.schema_path)
 
     def supported_by(self, runtime_labels: Iterable[str]) -> bool:

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab.mesh import control
 from mmgitops.lab.reference import build, podhost
 from mmgitops.lab.standins.modelmesh import FLEET_FILE
 from mmgitops.lab.standins.modelmesh.config import ETCD_ROOT_PREFIX, RuntimeSettings
-from mmgitops.lab.standins.modelmesh.fleet import Instance
+from mmgitops.lab.standins.modelmesh.fleet import Instance, release
 
 START_TIMEOUT_S = 240.0  # a JVM, MLServer and two Go programs on a busy 2-core machine
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
@@ -83,22 +82,16 @@ class ReferenceFleet:
 
     def poll(self, instance: Instance) -> bool:
         """Ready yet (the Deployment's readiness probe, /ready through the pod's bridge)? Never blocks for long."""
-        if instance.ready or instance.failed:
+        if instance.settled(f"reference pod exited (logs: {instance.process['log']})"):
             return instance.ready
-        if not procs.alive(instance.process["pid"]):
-            instance.failed = f"reference pod exited (logs: {instance.process['log']})"
-            return False
         instance.ready = control.probe_ready(instance.process["probes"], timeout=0.5)
         if not instance.ready and time.monotonic() - instance.started > START_TIMEOUT_S:
             instance.failed = f"not ready after {START_TIMEOUT_S:.0f} s (logs: {instance.process['log']})"
         return instance.ready
 
     def stop(self, key: tuple[str, str], kill: bool) -> None:
-        instance = self.instances.pop(key, None)
-        if instance is None:
+        if release(self.instances, key) is None:
             return
-        if instance._channel is not None:
-            instance._channel.close()
         started = self._pods.pop(key, None)
         if started is not None:
             podhost.stop_pod(started, kill)

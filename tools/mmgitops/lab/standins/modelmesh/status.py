@@ -13,15 +13,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from mmgitops.lab.mesh.constraints import NO_INSTANCE_MESSAGE, NO_RUNTIME_LABEL
 from mmgitops.lab.standins.kube import now as now_text
+from mmgitops.lab.standins.modelmesh.config import SERVICE
+from mmgitops.modelmesh.defaults import GRPC_PORT, REST_PORT
 from mmgitops.modelmesh.states import ISVC_STATE, ISVC_TRANSITION
 
-GRPC_PORT, REST_PORT = 8033, 8008
-SERVICE = "modelmesh-serving"
-# The mesh's message when no running instance has the labels a model type requires; the controller reads
-# which case it is from the labels listed at its end.
-NO_HOME = "There are no running instances that meet the label requirements of type "
-NO_RUNTIME_SUFFIX = "[_no_runtime]"
+# The mesh says which labels a type without a home requires at the end of its message; the controller tells the
+# cases apart by them.
+NO_RUNTIME_SUFFIX = f"[{NO_RUNTIME_LABEL}]"
 KEEP_FAILURE_TIME_S = 20  # a failure not tied to a copy keeps its time this long, against reconcile loops
 COUNTED = ("", "ModelLoadFailed")  # failure reasons under which the copies are counted
 
@@ -158,11 +158,11 @@ def decode(model: ModelView | None) -> tuple[str, str, str]:
     reason, message = ("ModelLoadFailed", model.errors[0]) if model.errors else ("", "")
     if state != "FailedToLoad":
         return state, reason, message
-    if not message.startswith(NO_HOME):
+    if not message.startswith(NO_INSTANCE_MESSAGE):
         return "FailedToLoad", "ModelLoadFailed", message
     if not message.endswith(NO_RUNTIME_SUFFIX):
         return "Loading", "RuntimeUnhealthy", "Waiting for supporting runtime Pod to become available"
-    if message[len(NO_HOME):len(NO_HOME) + 3] == "rt:":
+    if message.removeprefix(NO_INSTANCE_MESSAGE).startswith("rt:"):
         return "FailedToLoad", "RuntimeNotRecognized", "Specified runtime name not recognized"
     return "FailedToLoad", "NoSupportingRuntime", "No ServingRuntime supports specified model type and/or protocol"
 
