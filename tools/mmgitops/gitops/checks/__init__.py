@@ -1,0 +1,1 @@
+"""The checks `mmgitops validate` runs on every rendered object: schemas, CEL rules, policy, Argo CD health."""
