@@ -49,11 +49,14 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in GROUPS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     try:
-        config.pluginmanager.import_plugin("mmgitops.conformance.fixtures")
+        from mmgitops.conformance import fixtures
     except ImportError as error:
         # A base install has no clients for the checks: pytest still runs a user's own tests, and the checks say
         # what is missing if they are collected.
         config.stash[MISSING] = f"{error}: the conformance checks need `pip install 'mmgitops[conformance]'`"
+    else:
+        if not config.pluginmanager.is_registered(fixtures):
+            config.pluginmanager.register(fixtures, "mmgitops-conformance-fixtures")
     config.stash[MEASUREMENTS] = {}
     config.stash[RESULTS] = {}
     config.stash[GROUP_OF] = {}
