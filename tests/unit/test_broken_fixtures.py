@@ -13,61 +13,10 @@ F = "tests/unit/fixtures"  # as findings name it: the tests run the CLI from the
 ON_DISK = sorted(p.name for p in (ROOT / F).iterdir())
 assert ON_DISK, f"no broken fixtures in {ROOT / F}"
 
-# fixture, file the line names, object, field, rule
-CASES = [
-    ("unknown-field-dsc.yaml", None, "DataScienceCluster/default-dsc",
-     "spec.components.modelmeshserving.replicas", "schema"),
-    ("wrong-enum-ingress.yaml", None, "DataScienceCluster/default-dsc",
-     "spec.components.kserve.serving.ingressGateway.certificate.type", "schema"),
-    ("wrong-enum-management-state.yaml", None, "DataScienceCluster/default-dsc",
-     "spec.components.modelmeshserving.managementState", "schema"),
-    ("dsc-v2.yaml", None, "DataScienceCluster/default-dsc", "apiVersion", "dsc-v1"),
-    ("wrong-apiversion-deployment.yaml", None, "Deployment/web", "apiVersion", "schema"),
-    ("missing-required-clusterpolicy.yaml", None, "ClusterPolicy/gpu-cluster-policy", "spec.toolkit", "schema"),
-    ("namespaced-clusterpolicy.yaml", None, "ClusterPolicy/gpu-cluster-policy", "metadata.namespace",
-     "cluster-scoped-no-namespace"),
-    ("namespaced-without-namespace.yaml", None, "ConfigMap/model-serving-config", "metadata.namespace",
-     "cluster-scoped-no-namespace"),
-    ("channel-3x.yaml", None, "Subscription/rhods-operator", "spec.channel", "rhoai-channel-2x"),
-    ("plaintext-secret.yaml", None, "Secret/storage-config", "stringData", "no-plaintext-secret"),
-    ("duplicate-object.yaml", None, "ConfigMap/model-serving-config", "metadata.name", "unique-object"),
-    ("duplicate-in-kustomization", "kustomization.yaml", "Namespace/modelmesh-models", "metadata.name",
-     "duplicate-object"),
-    ("invalid-yaml.yaml", None, "(document)", "line 5", "yaml"),
-    ("invalid-yaml-in-kustomization", "namespace.yaml", "(document)", "line 4", "yaml"),
-    ("bad-kustomization", "kustomization.yaml", "Kustomization/bad-kustomization", "resourcez", "kustomize"),
-    ("missing-resource", "kustomization.yaml", "Kustomization/missing-resource", "resources", "kustomize"),
-    ("missing-env-file", "kustomization.yaml", "Kustomization/missing-env-file", "secretGenerator", "kustomize"),
-    ("latest-image.yaml", None, "ServingRuntime/mlserver-1.x", "spec.containers[0].image", "no-latest-image"),
-    ("untagged-image.yaml", None, "Deployment/web", "spec.template.spec.containers[0].image", "no-latest-image"),
-    ("isvc-no-annotation.yaml", None, "InferenceService/sklearn-mnist",
-     "metadata.annotations.serving.kserve.io/deploymentMode", "isvc-modelmesh-annotation"),
-    ("isvc-namespace-not-enabled.yaml", None, "InferenceService/sklearn-mnist", "metadata.namespace",
-     "isvc-modelmesh-namespace"),
-    ("dsci-wrong-name.yaml", None, "DSCInitialization/my-dsci", "metadata.name", "dsci-default-name"),
-    ("cel-dsci-metrics-replicas.yaml", None, "DSCInitialization/default-dsci", "spec.monitoring.metrics", "cel"),
-    ("int-or-string.yaml", None, "ServingRuntime/mlserver-1.x", "spec.containers[0].resources.requests.cpu",
-     "schema"),
-    ("wrong-type.yaml", None, "ServingRuntime/mlserver-1.x", "spec.multiModel", "schema"),
-    ("sync-wave-not-integer.yaml", None, "Namespace/modelmesh-models",
-     "metadata.annotations.argocd.argoproj.io/sync-wave", "sync-wave-integer"),
-    ("missing-skip-dry-run.yaml", None, "NodeFeatureDiscovery/nfd-instance",
-     "metadata.annotations.argocd.argoproj.io/sync-options", "skip-dry-run-operator-crds"),
-    ("unknown-kind.yaml", None, "Widget/w", "apiVersion", "schema"),
-    ("unknown-metadata-field.yaml", None, "Namespace/modelmesh-models", "metadata.lables", "schema"),
-    ("two-dscs.yaml", None, "DataScienceCluster/second-dsc", "metadata.name", "dsc-singleton"),
-    ("modelmesh-removed", "base/dsc.yaml", "DataScienceCluster/default-dsc",
-     "spec.components.modelmeshserving.managementState", "modelmesh-managed"),
-    ("kserve-before-modelmesh", "overlay/kustomization.yaml", "Kustomization/overlay", "components[0]",
-     "modelmesh-before-kserve"),
-    ("unused-component", "kustomization.yaml", "Component/unused-component", "(object)", "component-used"),
-    ("secret-env-committed", "kustomization.yaml", "Kustomization/secret-env-committed",
-     "secretGenerator[0].envs[0]", "secret-env-ignored"),
-    ("health-check-broken", "argocd.yaml", "ArgoCD/openshift-gitops", "spec.resourceHealthChecks[4].check",
-     "health-check"),
-    ("health-check-missing", "argocd.yaml", "ArgoCD/openshift-gitops", "spec.resourceHealthChecks",
-     "health-check"),
-]
+# fixture, file the line names (None: the fixture itself), object, field, rule; one line each in the TSV.
+CASES = [tuple(None if cell == "-" else cell for cell in line.split("\t"))
+         for line in (ROOT / "tests" / "unit" / "broken-fixtures.tsv").read_text(encoding="utf-8").splitlines()
+         if line and not line.startswith("#")]
 
 
 @pytest.mark.unit

@@ -37,11 +37,13 @@ MODEL_FORMAT = "sklearn"
 
 @dataclass(frozen=True)
 class Sample:
+    """A trained sample: where it is on disk, and once uploaded where it is in S3 and how large."""
+
     name: str
-    expected: int
+    expected: int  # the integer it answers for the probe
     path: Path
     bucket: str | None = None
-    s3_path: str | None = None
+    s3_path: str | None = None  # the key in the bucket, as ModelInfo.path names it
     size: int | None = None
 
     def model_key(self, storage_key: str) -> str:

@@ -30,18 +30,12 @@ GOAL_TEXT = "the embedded mesh's added latency stays at or below the reference's
 # (section, [(key, label, decimals)]): the table's rows, and the only keys the JSON object's figures carry.
 SECTIONS: list[tuple[str, list[tuple[str, str, int]]]] = [
     ("warm latency, one model, sequential requests", [
-        ("direct_p50_ms", "bare MLServer on the holding pod, p50 ms", 3),
-        ("direct_p99_ms", "bare MLServer on the holding pod, p99 ms", 3),
-        ("mesh_p50_ms", "mesh, pod holding the copy, p50 ms", 3),
-        ("mesh_p99_ms", "mesh, pod holding the copy, p99 ms", 3),
-        ("forwarded_p50_ms", "mesh, forwarded by another pod, p50 ms", 3),
-        ("forwarded_p99_ms", "mesh, forwarded by another pod, p99 ms", 3),
-        ("added_p50_ms", "added by the mesh, holder, p50 ms", 3),
-        ("added_p99_ms", "added by the mesh, holder, p99 ms", 3),
-        ("forwarded_added_p50_ms", "added by the mesh, forwarded, p50 ms", 3),
-        ("forwarded_added_p99_ms", "added by the mesh, forwarded, p99 ms", 3),
-        ("bridge_added_p50_ms", "bridge: TCP round trip added, p50 ms", 3),
-        ("bridge_added_p99_ms", "bridge: TCP round trip added, p99 ms", 3)]),
+        (f"{path}_{q}_ms", f"{label}, {q} ms", 3)
+        for path, label in (("direct", "bare MLServer on the holding pod"), ("mesh", "mesh, pod holding the copy"),
+                            ("forwarded", "mesh, forwarded by another pod"), ("added", "added by the mesh, holder"),
+                            ("forwarded_added", "added by the mesh, forwarded"),
+                            ("bridge_added", "bridge: TCP round trip added"))
+        for q in ("p50", "p99")]),
     ("throughput, concurrent clients", [
         ("direct_rps", "bare MLServer, req/s", 0),
         ("mesh_rps", "mesh, pod holding the copy, req/s", 0),

@@ -117,6 +117,31 @@ class _Code(Protocol):
     def name(self) -> str: ...
 
 
+# ModelMesh's histograms (Metrics.java): attribute -> (name, help, buckets, labelled per request or per model).
+HISTOGRAMS: dict[str, tuple[str, str, tuple[float, ...], str]] = {
+    "invoke": ("modelmesh_invoke_model_milliseconds", "Internal model server inference request time",
+               MS_TIME_BUCKETS, "request"),
+    "api": ("modelmesh_api_request_milliseconds", "External inference request time", MS_TIME_BUCKETS, "request"),
+    "req_size": ("modelmesh_request_size_bytes", "Inference request payload size", MESSAGE_SIZE_BUCKETS, "request"),
+    "resp_size": ("modelmesh_response_size_bytes", "Inference response payload size", MESSAGE_SIZE_BUCKETS,
+                  "request"),
+    "cache_miss": ("modelmesh_cache_miss_milliseconds", "Cache miss delay", MS_TIME_BUCKETS, "model"),
+    "load": ("modelmesh_loadmodel_milliseconds", "Time taken to load model", MS_TIME_BUCKETS, "model"),
+    "unload": ("modelmesh_unloadmodel_milliseconds", "Time taken to unload model", MS_TIME_BUCKETS, "model"),
+    "queue": ("modelmesh_req_queue_delay_milliseconds", "Time spent in inference request queue", MS_TIME_BUCKETS,
+              "model"),
+    "load_queue": ("modelmesh_loading_queue_delay_milliseconds", "Time spent in model loading queue",
+                   MS_TIME_BUCKETS, "model"),
+    "sizing": ("modelmesh_model_sizing_milliseconds", "Time taken to perform model sizing", MS_TIME_BUCKETS, "model"),
+    "age": ("modelmesh_age_at_eviction_milliseconds", "Time since model was last used when evicted", AGE_BUCKETS,
+            "model"),
+    "size": ("modelmesh_loaded_model_size_bytes", "Reported size of loaded model", MODEL_SIZE_BUCKETS, "model"),
+}
+
+FIRST_HISTOGRAMS = ("invoke", "api", "req_size", "resp_size", "cache_miss", "load", "unload", "queue", "load_queue",
+                    "sizing")
+
+
 class MeshMetrics:
     """One instance's ModelMesh metrics; per_model adds ModelMesh's per-model labels (modelId, vModelId)."""
 
@@ -126,36 +151,15 @@ class MeshMetrics:
         request_labels = ("method", "code", "modelId", "vModelId") if per_model else ("method", "code")
         model_labels = ("modelId", "vModelId") if per_model else ()
 
-        self._invoke = _Histogram("modelmesh_invoke_model_milliseconds", "Internal model server inference request time",
-                             MS_TIME_BUCKETS, request_labels)
-        self._api = _Histogram("modelmesh_api_request_milliseconds", "External inference request time",
-                          MS_TIME_BUCKETS, request_labels)
-        self._req_size = _Histogram("modelmesh_request_size_bytes", "Inference request payload size",
-                               MESSAGE_SIZE_BUCKETS, request_labels)
-        self._resp_size = _Histogram("modelmesh_response_size_bytes", "Inference response payload size",
-                                MESSAGE_SIZE_BUCKETS, request_labels)
-        self._cache_miss = _Histogram("modelmesh_cache_miss_milliseconds", "Cache miss delay", MS_TIME_BUCKETS,
-                                 model_labels)
-        self._load = _Histogram("modelmesh_loadmodel_milliseconds", "Time taken to load model", MS_TIME_BUCKETS,
-                           model_labels)
-        self._unload = _Histogram("modelmesh_unloadmodel_milliseconds", "Time taken to unload model", MS_TIME_BUCKETS,
-                             model_labels)
-        self._queue = _Histogram("modelmesh_req_queue_delay_milliseconds", "Time spent in inference request queue",
-                            MS_TIME_BUCKETS, model_labels)
-        self._load_queue = _Histogram("modelmesh_loading_queue_delay_milliseconds", "Time spent in model loading queue",
-                                 MS_TIME_BUCKETS, model_labels)
-        self._sizing = _Histogram("modelmesh_model_sizing_milliseconds", "Time taken to perform model sizing",
-                             MS_TIME_BUCKETS, model_labels)
+        labels = {"request": request_labels, "model": model_labels}
+        self._h = {key: _Histogram(name, text, buckets, labels[by])
+                   for key, (name, text, buckets, by) in HISTOGRAMS.items()}
         self._load_failure = _Scalar("modelmesh_loadmodel_failure", "Model load failures", "counter")
         self._unload_failure = _Scalar("modelmesh_unloadmodel_failure",
                                        "Unload model failures (not counting multiple attempts for same copy)",
                                        "counter")
         self._unload_attempt_failure = _Scalar("modelmesh_unloadmodel_attempt_failure",
                                                "Unload model attempt failures", "counter")
-        self._age = _Histogram("modelmesh_age_at_eviction_milliseconds", "Time since model was last used when evicted",
-                          AGE_BUCKETS, model_labels)
-        self._size = _Histogram("modelmesh_loaded_model_size_bytes", "Reported size of loaded model",
-                           MODEL_SIZE_BUCKETS, model_labels)
         self._leader = (
             _Scalar("modelmesh_models_loaded_total", "Total number of models with at least one loaded copy", "gauge"),
             _Scalar("modelmesh_models_with_failure_total",
@@ -193,49 +197,49 @@ class MeshMetrics:
         with self._lock:
             histogram.observe(int(ms), labels)
             if req_bytes is not None:
-                self._req_size.observe(req_bytes, labels)
+                self._h["req_size"].observe(req_bytes, labels)
             if resp_bytes is not None:
-                self._resp_size.observe(resp_bytes, labels)
+                self._h["resp_size"].observe(resp_bytes, labels)
 
     def api_request(self, method: str, code: str | _Code, ms: float, *, req_bytes: int | None = None,
                     resp_bytes: int | None = None, model_id: str = "", vmodel_id: str = "") -> None:
         """An external (API) request; code is a gRPC status name or grpc.StatusCode."""
-        self._request(self._api, method, code, ms, req_bytes, resp_bytes, model_id, vmodel_id)
+        self._request(self._h["api"], method, code, ms, req_bytes, resp_bytes, model_id, vmodel_id)
 
     def invoke_model(self, method: str, code: str | _Code, ms: float, *, req_bytes: int | None = None,
                      resp_bytes: int | None = None, model_id: str = "", vmodel_id: str = "") -> None:
         """A request this instance made to its model server (or forwarded to another instance)."""
-        self._request(self._invoke, method, code, ms, req_bytes, resp_bytes, model_id, vmodel_id)
+        self._request(self._h["invoke"], method, code, ms, req_bytes, resp_bytes, model_id, vmodel_id)
 
     def _observe(self, histogram: _Histogram, value: float, model_id: str, vmodel_id: str) -> None:
         with self._lock:
             histogram.observe(value, self._model(model_id, vmodel_id))
 
     def cache_miss(self, ms: float, model_id: str = "", vmodel_id: str = "") -> None:
-        self._observe(self._cache_miss, int(ms), model_id, vmodel_id)
+        self._observe(self._h["cache_miss"], int(ms), model_id, vmodel_id)
 
     def queue_delay(self, ms: float, model_id: str = "", vmodel_id: str = "") -> None:
-        self._observe(self._queue, int(ms), model_id, vmodel_id)
+        self._observe(self._h["queue"], int(ms), model_id, vmodel_id)
 
     def loading_queue_delay(self, ms: float, model_id: str = "", vmodel_id: str = "") -> None:
-        self._observe(self._load_queue, int(ms), model_id, vmodel_id)
+        self._observe(self._h["load_queue"], int(ms), model_id, vmodel_id)
 
     def model_sizing(self, ms: float, model_id: str = "", vmodel_id: str = "") -> None:
-        self._observe(self._sizing, int(ms), model_id, vmodel_id)
+        self._observe(self._h["sizing"], int(ms), model_id, vmodel_id)
 
     def load(self, ms: float, size_bytes: int, model_id: str = "", vmodel_id: str = "") -> None:
         """A successful load: its time and the size the runtime reported."""
         labels = self._model(model_id, vmodel_id)
         with self._lock:
-            self._load.observe(int(ms), labels)
-            self._size.observe(size_bytes, labels)
+            self._h["load"].observe(int(ms), labels)
+            self._h["size"].observe(size_bytes, labels)
 
     def unload(self, ms: float, model_id: str = "", vmodel_id: str = "") -> None:
-        self._observe(self._unload, int(ms), model_id, vmodel_id)
+        self._observe(self._h["unload"], int(ms), model_id, vmodel_id)
 
     def evicted(self, age_ms: float, model_id: str = "", vmodel_id: str = "") -> None:
         """An eviction from the cache; age_ms is the time since the copy was last used."""
-        self._observe(self._age, int(age_ms), model_id, vmodel_id)
+        self._observe(self._h["age"], int(age_ms), model_id, vmodel_id)
 
     def _inc(self, counter: _Scalar) -> None:
         with self._lock:
@@ -283,11 +287,10 @@ class MeshMetrics:
 
     def families(self) -> list[Metric]:
         with self._lock:
-            histograms = (self._invoke, self._api, self._req_size, self._resp_size, self._cache_miss, self._load,
-                          self._unload, self._queue, self._load_queue, self._sizing)
-            out = [h.family() for h in histograms]
+            # In ModelMesh's order: the failure counters come between the request histograms and the model ones.
+            out = [self._h[key].family() for key in FIRST_HISTOGRAMS]
             out += [c.family() for c in (self._load_failure, self._unload_failure, self._unload_attempt_failure)]
-            out += [self._age.family(), self._size.family()]
+            out += [self._h[key].family() for key in HISTOGRAMS if key not in FIRST_HISTOGRAMS]
             if self._is_leader:
                 out += [g.family() for g in self._leader]
             out += [g.family() for g in self._instance]
