@@ -3,7 +3,8 @@ groups, and the measurements the checks record, kept per test for the report.
 
 `pytest --pyargs mmgitops.conformance.checks [options]` runs the suite wherever mmgitops is installed (`mmgitops
 conform` does that). Every pytest run in such an environment loads this module, so it imports only the standard
-library and pytest at the top; the fixtures load their clients when a check asks for them.
+library, pytest and the suite's own settings at the top; the fixtures come only with the `conformance` extra, and
+load their clients when a check asks for them.
 
 With `--conformance-report DIR` it writes DIR/results.json (and DIR/report.html from it) at the end of the
 session; whenever conformance checks ran it prints a per-group summary table after pytest's own summary.
