@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from mmgitops.errors import ToolError
 from mmgitops.lab.mesh.bench_report import percentile, timed
-from mmgitops.lab.mesh.leftovers import leftover_root
+from mmgitops.lab.state import state_root
 
 # ModelMesh's own clocks set the floor: every load of a fill starts 2 s after the one before
 # (INSTANCE_REC_PUBLISH_MIN_PERIOD_MS), about 60 of them, and a group that needs empty pods may wait for the
@@ -140,11 +140,11 @@ def measure_overhead(progress: Callable[[str], None], repeats: int) -> Overhead:
     from mmgitops.modelmesh import samples, stubs
 
     # Named and placed like the suite's own meshes, so `mmgitops conform cleanup` stops it after a hard kill.
-    state_root, mesh = leftover_root(), f"conf-{secrets.token_hex(3)}"
+    root, mesh = state_root(), f"conf-{secrets.token_hex(3)}"
     progress("starting a 1-instance local mesh ...")
     try:
-        with mesh_target.local_mesh(state_root, mesh, MESH_FLAGS) as target:
-            pod = mesh_target.pods_of(control.read_state(mesh, state_root) or {})[0]
+        with mesh_target.local_mesh(root, mesh, MESH_FLAGS) as target:
+            pod = mesh_target.pods_of(control.read_state(mesh, root) or {})[0]
             sample = target.samples()[0]
             target.deploy(MODEL, sample)
             channel = grpc.insecure_channel(pod.grpc)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 import tenacity
 
-from mmgitops.conformance.settings import SETTINGS
+from mmgitops.conformance.settings import Settings
 from mmgitops.conformance.steps import Deployments, deploy_paced, room_per_pod, summed, wait_until_empty
 from mmgitops.conformance.target import STANDBY, Deployed, InferResult, Target, TargetError
 
@@ -71,8 +71,8 @@ def the_standby_one(target: Target, rotation: list[Deployed]) -> Deployed:
 
 
 @pytest.fixture(scope="module")
-def cold_runs(request: pytest.FixtureRequest, target: Target, deployments: Deployments) -> ColdRuns:
-    count = request.config.stash[SETTINGS].cold_loads
+def cold_runs(conformance_settings: Settings, target: Target, deployments: Deployments) -> ColdRuns:
+    count = conformance_settings.cold_loads
     room = room_per_pod(target)
     wait_until_empty(target, room)
     slots = sum(room.values())
@@ -111,8 +111,8 @@ def test_an_evicted_model_goes_standby_and_its_first_request_succeeds(cold_runs)
     assert answered == [(load.model.sample.answer, load.model.model_id) for load in loads]
 
 
-def test_cold_loads_stay_within_the_budget(request, cold_runs, record):
-    budget_ms = request.config.stash[SETTINGS].cold_budget_ms
+def test_cold_loads_stay_within_the_budget(conformance_settings, cold_runs, record):
+    budget_ms = conformance_settings.cold_budget_ms
     cold, warm = cold_runs.cold_ms(), cold_runs.warm_ms()
     failed = [f"{load.model.name}: {load.error}" for load in cold_runs.loads if load.result is None]
     assert not failed, f"cold requests failed: {failed}"

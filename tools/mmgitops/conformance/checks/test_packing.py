@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mmgitops.conformance.settings import SETTINGS
+from mmgitops.conformance.settings import Settings
 from mmgitops.conformance.steps import Deployments, tracked, wait_for_gauges, wait_for_state
 from mmgitops.conformance.target import LOADED, PUBLISH_MIN_PERIOD_S, Deployed, Target, TargetError
 
@@ -33,8 +33,8 @@ def gpu_deployments(gpu_target: Target, run_id: str) -> Iterator[Deployments]:
 
 
 @pytest.fixture(scope="module")
-def packed(request: pytest.FixtureRequest, gpu_target: Target, gpu_deployments: Deployments) -> Packed:
-    count = request.config.stash[SETTINGS].packing_models
+def packed(conformance_settings: Settings, gpu_target: Target, gpu_deployments: Deployments) -> Packed:
+    count = conformance_settings.packing_models
     before = gpu_target.pods()
     samples = gpu_target.samples()
     models = [gpu_deployments.deploy(f"pack-{i:02d}", samples[i % len(samples)]) for i in range(count - 1)]

@@ -25,7 +25,7 @@ import pytest
 import tenacity
 
 from mmgitops.conformance.fixtures import own_mesh
-from mmgitops.conformance.settings import SETTINGS
+from mmgitops.conformance.settings import Settings
 from mmgitops.conformance.steps import Deployments, distinct_samples, tracked, wait_for_state
 from mmgitops.conformance.target import LOADED, Deployed, InferResult, Target, TargetError
 
@@ -94,8 +94,8 @@ class Kill:
 
 
 @pytest.fixture(scope="module")
-def resilience_target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    if request.config.stash[SETTINGS].external:
+def resilience_target(request: pytest.FixtureRequest, conformance_settings: Settings) -> Iterator[Target]:
+    if conformance_settings.external:
         yield request.getfixturevalue("target")
         return
     yield from own_mesh(request, "res", FLAGS)
@@ -116,12 +116,11 @@ def reloaded(target: Target, models: list[Deployed], killed: str) -> dict[str, l
 
 
 @pytest.fixture(scope="module")
-def kill(request: pytest.FixtureRequest, resilience_target: Target, resilience_deployments: Deployments) -> Kill:
+def kill(conformance_settings: Settings, resilience_target: Target, resilience_deployments: Deployments) -> Kill:
     target = resilience_target
     if len(target.pods()) < 2:
         pytest.skip(f"the target has {len(target.pods())} pod(s): killing one leaves none to serve")
-    config = request.config
-    if config.stash[SETTINGS].given_pods and not config.stash[SETTINGS].kill_command:
+    if conformance_settings.given_pods and not conformance_settings.kill_command:
         pytest.skip("--endpoint without --kill-command: the suite has no way to kill one of those pods")
     models = [resilience_deployments.deploy(f"res-{i}", s) for i, s in enumerate(distinct_samples(target, MODELS))]
     for model in models:

@@ -27,11 +27,6 @@ def _owner(pytest_dir: Path) -> int | None:
     return pid if procs.alive(pid) else None
 
 
-# The mmgitops state dir, where cleanup looks for suite-named meshes outside pytest's temporary dirs (the name the
-# CLI's conform bench imports).
-leftover_root = state_root
-
-
 def _state_roots() -> list[tuple[Path, int | None]]:
     """Where embedded meshes keep their state, with the PID of a run still using it: the mmgitops state dir,
     and pytest's temporary directories (the suite gives each run's mesh a fresh one; pytest keeps three)."""
