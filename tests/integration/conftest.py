@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CLUSTER = "mmgitops-test"
+# Its own name, so a test run never touches a user's cluster; MMGITOPS_TEST_CLUSTER runs two test sessions side by side.
+CLUSTER = os.environ.get("MMGITOPS_TEST_CLUSTER", "mmgitops-test")
 
 
 def mmgitops(*args: str, env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:

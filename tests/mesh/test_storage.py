@@ -174,6 +174,25 @@ def test_pull_downloads_a_single_object_and_every_object_under_a_prefix(s3, tmp_
     assert puller.size("m/nothing", json.dumps({"storage_key": "store", "disk_size_bytes": 7})) == 7
 
 
+def test_a_puller_on_a_mounted_secret_reads_it_again_at_each_pull(s3, tmp_path):
+    # The adapter reads /storage-config/<key> at each load (GetStorageConfiguration): a replaced Secret counts
+    # from the next load on, with no restart.
+    client = s3_client(s3.entry())
+    client.create_bucket(Bucket="reread-test")
+    client.put_object(Bucket="reread-test", Key="m/file.bin", Body=b"xyz")
+    mounted = tmp_path / "storage-config"
+    mounted.mkdir()
+    puller = storage.Puller(mounted)
+    key = json.dumps({"storage_key": "store"})
+    with pytest.raises(storage.PullError, match="no storage entries"):
+        puller.pull("m-1", "m/file.bin", key, tmp_path / "dl")
+    (mounted / "store").write_text(json.dumps({**s3.entry("store").to_json(), "bucket": "elsewhere"}))
+    with pytest.raises(storage.PullError, match="no such bucket"):
+        puller.pull("m-1", "m/file.bin", key, tmp_path / "dl")
+    (mounted / "store").write_text(json.dumps(s3.entry("store", bucket="reread-test").to_json()))
+    assert puller.pull("m-1", "m/file.bin", key, tmp_path / "dl").read_bytes() == b"xyz"
+
+
 @pytest.mark.parametrize(("path", "key", "expected"), [
     ("m/absent.bin", {"storage_key": "store", "bucket": BUCKET},
      f"model m-1: storage 'store': s3://{BUCKET}/m/absent.bin: no such object or prefix"),

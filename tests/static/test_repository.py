@@ -94,7 +94,7 @@ def test_fast_churn_restates_the_base_config_but_for_the_churn_age_and_the_scale
         docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d and d.get("kind") == "ConfigMap"]
         return yaml.safe_load(docs[0]["data"]["config.yaml"])
 
-    base = config_yaml("components/modelmesh/model-serving-config/model-serving-config.yaml")
+    base = config_yaml("components/modelmesh/model-serving-config/base/model-serving-config.yaml")
     fast = config_yaml("components/modelmesh/model-serving-config/components/fast-churn/config.yaml")
     assert fast.pop("internalModelMeshEnvVars") == [{"name": "CUSTOM_JVM_ARGS",
                                                      "value": "-Dtas.min_churn_age_ms=1500"}]

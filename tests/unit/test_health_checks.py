@@ -39,3 +39,22 @@ def test_every_required_kind_has_three_samples():
 def test_a_script_error_is_reported_not_raised():
     status, _ = health.run_check("return obj.status.nothing.here", {"status": {}})
     assert status.startswith("error: ")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("script", [
+    'return {status = "Healthy", message = string.format("%d", 1)}',
+    'local s = "abc"; return {status = "Healthy", message = s:sub(1, 1)}',
+    'return {status = "Healthy", message = tostring(math.floor(1.5))}',
+])
+def test_a_library_argo_cds_sandbox_lacks_is_an_error_here_too(script):
+    # Argo CD opens only base, table and package (util/lua/lua.go); lupa would have them all
+    status, _ = health.run_check(script, {})
+    assert status.startswith("error: ")
+
+
+@pytest.mark.unit
+def test_argo_cds_os_is_there_through_require():
+    status, message = health.run_check(
+        'local os = require("os"); return {status = "Healthy", message = tostring(os.time() > 0)}', {})
+    assert (status, message) == ("Healthy", "true")

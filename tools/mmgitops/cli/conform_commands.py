@@ -1,4 +1,4 @@
-"""The suite's commands: `conform` (run, report, cleanup) and `bench` (validate, mesh, conform)."""
+"""The suite's commands: `conform` (run, report, cleanup) and `bench` (validate, mesh, conform, sync)."""
 
 from __future__ import annotations
 
@@ -125,7 +125,13 @@ def bench_parser(sub: argparse._SubParsersAction) -> None:
                               "Takes about 3 minutes.")
     bc.add_argument("--repeats", type=whole(1), default=2000, metavar="N", help="requests per path (default 2000)")
     bc.add_argument("--no-suite", action="store_true", help="skip the suite's wall time (the slow part)")
-    for each in (bv, bm, bc):
+    bs = bench_sub.add_parser("sync", help="the conformance profile: Argo CD's sync against `mmgitops apply`",
+                              description="On a fresh local cluster of its own (named bench): the time from "
+                              "applying argocd/bootstrap/conformance to every app Synced and Healthy in the real "
+                              "Argo CD; then, on another fresh one, the time `mmgitops apply overlays/conformance` "
+                              "takes to the last wave healthy. Printed side by side. Takes a few minutes; the "
+                              "local Argo CD needs root.")
+    for each in (bv, bm, bc, bs):
         each.add_argument("--format", choices=("text", "json"), default="text",
                           help="json: one JSON object with the same figures, as numbers (default text)")
 
@@ -143,6 +149,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(text)
         # An engine that measured nothing (its mesh never started) is a failed bench, though the table printed.
         return EXIT_OK if complete else EXIT_FINDINGS
+    if args.bench == "sync":
+        from mmgitops.lab.argocd import bench as sync_bench
+
+        with err.status("Benchmarking Argo CD's sync...") as status:
+            print(sync_bench.run(repo_root(), lambda text: status.update(text), args.format))
+        return EXIT_OK
     if args.bench == "conform":
         from mmgitops.cli import conform_bench
 

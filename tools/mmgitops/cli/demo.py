@@ -1,13 +1,15 @@
 """`mmgitops demo` (`make demo`): from a fresh clone to a conformance report, on this machine.
 
 1. the local cluster (built and started if it is not up; reused if it is);
-2. the `conformance` profile applied in wave order, until every wave is healthy;
+2. the `conformance` profile, installed by a real Argo CD (`local argocd up`, then `local argocd sync
+   conformance`), or with `--apply` by `mmgitops apply overlays/conformance` in wave order;
 3. the conformance suite in cluster mode, against the runtimes the ModelMesh stand-in runs;
-4. the report's path.
+4. the report's path; the report says how the profile was installed.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,16 @@ from mmgitops.errors import ToolError
 from mmgitops.gitops import render
 
 PROFILE = Path("overlays/conformance")
+BOOTSTRAP = "conformance"  # argocd/bootstrap/conformance: the same profile as Applications
 CHURN_MS = 1500  # what the profile's fast-churn component sets
+SYNC_TIMEOUT = 900.0
 
 
-def prepare(root: Path, progress: Callable[[str], None], engine: str | None = None) -> dict[str, Any]:
-    """Steps 1 and 2: the local cluster's info, once the profile is applied and healthy. engine: what backs
-    the runtime pods (embedded or reference) of a cluster started here; a running cluster must match it."""
-    from mmgitops.gitops.apply import apply as apply_mod
+def prepare(root: Path, progress: Callable[[str], None], engine: str | None = None,
+            through_argocd: bool = True) -> dict[str, Any]:
+    """Steps 1 and 2: the local cluster's info, once the profile is installed and healthy; `installed` says how.
+    engine: what backs the runtime pods (embedded or reference) of a cluster started here; a running cluster
+    must match it."""
     from mmgitops.lab.cluster import cluster
 
     info = cluster.read_state()
@@ -34,17 +39,58 @@ def prepare(root: Path, progress: Callable[[str], None], engine: str | None = No
     elif "storage_config" not in info:
         raise ToolError(f"the local cluster {cluster.name()!r} was started by an older mmgitops (it has no S3 "
                         f"server): `mmgitops local cluster down`, then run the demo again")
+    info["installed"] = _through_argocd(root, progress) if through_argocd else _apply(root, info, progress)
+    return info
+
+
+def _apply(root: Path, info: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
+    from mmgitops.gitops.apply import apply as apply_mod
+    from mmgitops.lab.cluster import profile_storage
+
     command = render.find_kubectl()
     render.check_kustomize(command)
     outcome = apply_mod.run(root / PROFILE, root, command, info["kubeconfig"], False, 300.0, progress)
     if outcome.findings:
         raise ToolError(f"apply {PROFILE}: {outcome.findings[0].line()}")
-    return info
+    # The profile's samples name a placeholder S3: their models go to the cluster's own, so that they load.
+    profile_storage.stage(root, info, progress)
+    return {"by": "mmgitops apply", "profile": str(PROFILE)}
+
+
+def _through_argocd(root: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+    from mmgitops.lab.argocd import instance, sync
+
+    argocd = instance.read_state() or instance.up(root, progress)
+
+    def show(outcome: sync.Outcome) -> None:
+        ready = sum(r.done for r in outcome.rows)
+        waiting = outcome.blocker()
+        progress(f"Argo CD: {ready}/{len(outcome.rows)} apps Synced and Healthy after {outcome.seconds:.0f} s"
+                 + (f"; waiting for {waiting.name} ({waiting.sync}/{waiting.health})" if waiting else ""))
+
+    outcome = sync.run(root, BOOTSTRAP, SYNC_TIMEOUT, show, progress)
+    if not outcome.done:
+        blocker = outcome.blocker()
+        assert blocker is not None
+        raise ToolError(f"Argo CD did not sync argocd/bootstrap/{BOOTSTRAP} in {SYNC_TIMEOUT:.0f} s: {blocker.name} "
+                        f"is {blocker.sync}/{blocker.health}: {blocker.message or 'no message from Argo CD'}")
+    return {"by": f"Argo CD {argocd['version']}", "profile": f"argocd/bootstrap/{BOOTSTRAP}",
+            "commit": outcome.commit, "uncommitted_changes": outcome.dirty, "apps": len(outcome.rows),
+            "sync_seconds": outcome.seconds}
 
 
 def conform(info: dict[str, Any], report: Path) -> int:
-    """Step 3: the suite in cluster mode; pytest's output goes straight to the terminal."""
+    """Step 3: the suite in cluster mode; pytest's output goes straight to the terminal. The report then says
+    how the profile was installed."""
+    from mmgitops.conformance import report as report_mod
     from mmgitops.conformance import run
 
-    return run.run({"target": "cluster", "kubeconfig": info["kubeconfig"], "storage_config": info["storage_config"],
+    code = run.run({"target": "cluster", "kubeconfig": info["kubeconfig"], "storage_config": info["storage_config"],
                     "resolver": "port-forward", "min_churn_age_ms": CHURN_MS}, report)
+    results = report / "results.json"
+    if results.is_file():
+        data = json.loads(results.read_text(encoding="utf-8"))
+        data["installed"] = info["installed"]
+        results.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        report_mod.render(report)
+    return code

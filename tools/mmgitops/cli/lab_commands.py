@@ -1,4 +1,4 @@
-"""The lab's commands: `local build | cluster | mesh`, and `demo`."""
+"""The lab's commands: `local build | cluster | mesh | argocd`, and `demo`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmgitops.cli import argocd_commands
 from mmgitops.cli.args import whole
 from mmgitops.cli.common import EXIT_FINDINGS, EXIT_OK, err, print_stopped, repo_root
 from mmgitops.errors import ToolError
@@ -16,9 +17,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     local = sub.add_parser("local", help="the local target: a real control plane with simulated GPU nodes")
     local_sub = local.add_subparsers(dest="local", metavar="WHAT", required=True)
     lb = local_sub.add_parser("build", help="build (or find cached) kube-apiserver, controller-manager, scheduler, "
-                              "etcd and kwok from the versions pinned in pins.toml; or the reference pods")
-    lb.add_argument("build_what", nargs="?", choices=("cluster", "reference"), default="cluster", metavar="WHAT",
-                    help="cluster (default): the local cluster's binaries; reference: ModelMesh, rest-proxy and "
+                              "etcd, kwok, Argo CD and kustomize from the versions pinned in pins.toml; or the "
+                              "reference pods")
+    lb.add_argument("build_what", nargs="?", choices=("cluster", "argocd", "reference"), default="cluster",
+                    metavar="WHAT",
+                    help="cluster (default): the local cluster's binaries and Argo CD's; argocd: only Argo CD's "
+                    "application controller and repo server, and kustomize; reference: ModelMesh, rest-proxy and "
                     "the MLServer adapter from the upstream source tarballs")
     lb.add_argument("--source", type=Path, metavar="DIR",
                     help="reference: the directory of the upstream tarballs (default: $MMGITOPS_REFERENCE_SOURCES, "
@@ -30,11 +34,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     help="up: what backs each runtime pod: an embedded local-mesh instance (default) or a reference "
                     "pod, the real ModelMesh data plane built from sources (root needed)")
     mesh_parser(local_sub)
-    demo = sub.add_parser("demo", help="local cluster + the conformance profile + the suite in cluster mode "
-                          "(what `make demo` runs)",
-                          description="Starts the local cluster (or reuses it), applies overlays/conformance in "
-                          "wave order until healthy, runs the conformance suite in cluster mode against it and "
-                          "prints the report's path. The cluster stays up: `mmgitops local cluster down` stops it.")
+    argocd_commands.add_parser(local_sub)
+    demo = sub.add_parser("demo", help="local cluster + the conformance profile synced by Argo CD + the suite in "
+                          "cluster mode (what `make demo` runs)",
+                          description="Starts the local cluster and a real Argo CD on it (or reuses them), has Argo "
+                          "CD sync argocd/bootstrap/conformance until every app is Synced and Healthy, runs the "
+                          "conformance suite in cluster mode against it and prints the report's path. With --apply, "
+                          "`mmgitops apply overlays/conformance` installs the profile instead of Argo CD. Everything "
+                          "stays up: `mmgitops local cluster down` stops it.")
+    demo.add_argument("--apply", action="store_true",
+                      help="install the profile with `mmgitops apply overlays/conformance` (wave order, health "
+                      "waits) instead of Argo CD")
     demo.add_argument("--report", type=Path, default=Path("reports/demo"), metavar="DIR",
                       help="where the report goes (default: reports/demo)")
     demo.add_argument("--engine", choices=("embedded", "reference"), default=None,
@@ -88,13 +98,24 @@ def cmd_local(args: argparse.Namespace) -> int:
 
     if args.local == "mesh":
         return cmd_mesh(args)
+    if args.local == "argocd":
+        return argocd_commands.cmd_argocd(args)
     if args.local == "build" and args.build_what == "reference":
         return cmd_build_reference(args)
     if args.local == "build":
+        from mmgitops.lab.argocd import build as argocd_build
+
         started = time.monotonic()
+        paths: list[Path] = []
+        built: list[str] = []
         with err.status("Checking the binary cache...") as status:
-            bins, built = binaries.ensure(lambda text: status.update(f"Building {text}"))
-        for path in bins.all():
+            if args.build_what == "cluster":
+                bins, built = binaries.ensure(lambda text: status.update(f"Building {text}"))
+                paths += bins.all()
+            argocd_bins, argocd_built = argocd_build.ensure(lambda text: status.update(f"Building {text}"))
+        paths += argocd_bins.all()
+        built += argocd_built
+        for path in paths:
             print(path)
         what = f"built {', '.join(built)}" if built else "all cached"
         print(f"{what} in {time.monotonic() - started:.0f} s; cache {binaries.cache_size() / 2**20:.0f} MiB")
@@ -110,7 +131,10 @@ def cmd_local(args: argparse.Namespace) -> int:
               f"next: mmgitops apply overlays/conformance --kubeconfig {info['kubeconfig']} (or: make demo)")
         return EXIT_OK
     if args.action == "down":
-        return print_stopped(cluster.down(), "local cluster")
+        from mmgitops.lab.argocd import instance
+
+        # Argo CD first: its controller would otherwise spend its last seconds on a vanished API server.
+        return print_stopped([*instance.down(), *cluster.down()], "local cluster")
     info = cluster.status()
     print_status(info, args.format, "local cluster", describe_cluster)
     return EXIT_OK if not info["up"] or all(p["running"] for p in info["processes"].values()) else EXIT_FINDINGS
@@ -179,14 +203,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     with err.status("Preparing the local cluster...") as status:
-        info = demo.prepare(repo_root(), lambda text: status.update(text), args.engine)
+        info = demo.prepare(repo_root(), lambda text: status.update(text), args.engine, not args.apply)
     prepared = time.monotonic() - started
-    print(f"local cluster ready and {demo.PROFILE} applied in {prepared:.0f} s; kubeconfig {info['kubeconfig']}; "
-          f"runtime pods backed by the {info.get('engine', 'embedded')} mesh engine")
+    installed = info["installed"]
+    print(f"local cluster ready and {installed['profile']} installed by {installed['by']} in {prepared:.0f} s; "
+          f"kubeconfig {info['kubeconfig']}; runtime pods backed by the {info.get('engine', 'embedded')} mesh engine")
     code = demo.conform(info, args.report)
     print(f"demo finished in {time.monotonic() - started:.0f} s (cluster and apply {prepared:.0f} s), "
           f"exit {code}\nreport: {(args.report / 'report.html').resolve()}\n"
-          f"the local cluster is still up: `mmgitops local cluster down` stops it")
+          f"the local cluster is still up: `mmgitops local cluster down` stops it (and its Argo CD)")
     return code
 
 

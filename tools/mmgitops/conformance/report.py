@@ -227,6 +227,11 @@ code { font-size: 0.95em; } img { max-width: 100%; }
 {%- if run.target.reference_commit %} (ModelMesh <code>{{ run.target.reference_commit }}</code>){% endif %}{% endif %}
 {%- else %}embedded local mesh{% endif %}
 {%- if run.options.markexpr %}, <code>-m {{ run.options.markexpr }}</code>{% endif %}.
+{% if run.installed %}Profile <code>{{ run.installed.profile }}</code> installed by {{ run.installed.by }}
+{%- if run.installed.commit %} from commit <code>{{ run.installed.commit[:12] }}</code>
+{%- if run.installed.uncommitted_changes %} (a snapshot with uncommitted changes){% endif %}, {{ run.installed.apps }}
+apps Synced and Healthy in {{ run.installed.sync_seconds }} s{% endif %}.
+{% endif %}
 {% for outcome, n in run.counts|dictsort %}<span class="{{ outcome }}">{{ n }} {{ outcome }}</span>
 {%- if not loop.last %}, {% endif %}{% endfor %}.</p>
 <h2>By group</h2>

@@ -79,19 +79,22 @@ def missing() -> list[Path]:
     return [p for p in planned().all() if not p.is_file()]
 
 
-def _go() -> str:
+def go() -> str:
     go = shutil.which("go")
     if not go:
         raise ToolError("the Go toolchain is needed to build the local cluster's binaries: install Go")
     return go
 
 
-def _run(args: list[str], cwd: Path, what: str, progress: Callable[[str], None],
-         extra_env: dict[str, str] | None = None) -> None:
-    env = {**os.environ, **(extra_env or {})}
+def go_env() -> dict[str, str]:
     # The module proxy is the only source here, and the checksum database does not know every
     # k8s.io staging release; the wrapper's go.sum records what was built.
-    env.update({"GOFLAGS": "-mod=mod", "GOSUMDB": "off", "CGO_ENABLED": "0"})
+    return {**os.environ, "GOFLAGS": "-mod=mod", "GOSUMDB": "off", "CGO_ENABLED": "0"}
+
+
+def run_go(args: list[str], cwd: Path, what: str, progress: Callable[[str], None],
+         extra_env: dict[str, str] | None = None) -> None:
+    env = {**go_env(), **(extra_env or {})}
     started = time.monotonic()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
@@ -107,7 +110,7 @@ def _run(args: list[str], cwd: Path, what: str, progress: Callable[[str], None],
         raise ToolError(f"building {what} failed: {detail.strip()}")
 
 
-def _write(path: Path, text: str) -> None:
+def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
 
@@ -117,7 +120,7 @@ def build_kubernetes(version: str, out: Path, progress: Callable[[str], None]) -
     staging = version.replace("v1.", "v0.", 1)
     work = cache_root() / "build" / f"kubernetes-{version}"
     replaces = "\n".join(f"\tk8s.io/{m} => k8s.io/{m} {staging}" for m in STAGING)
-    _write(work / "go.mod", f"module mmgitops.local/kubernetes\n\ngo 1.22.0\n\nrequire k8s.io/kubernetes {version}\n\n"
+    write(work / "go.mod", f"module mmgitops.local/kubernetes\n\ngo 1.22.0\n\nrequire k8s.io/kubernetes {version}\n\n"
            f"replace (\n{replaces}\n)\n")
     ldflags = " ".join([
         "-s -w",
@@ -128,31 +131,31 @@ def build_kubernetes(version: str, out: Path, progress: Callable[[str], None]) -
     ])
     tmp = out.with_name(out.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
-    _run([_go(), "build", "-trimpath", "-ldflags", ldflags, "-o", f"{tmp}/",
+    run_go([go(), "build", "-trimpath", "-ldflags", ldflags, "-o", f"{tmp}/",
           *(f"k8s.io/kubernetes/cmd/{c}" for c in CONTROL_PLANE)], work, f"kubernetes {version}", progress)
-    _publish(tmp, out)
+    publish(tmp, out)
 
 
 def build_etcd(version: str, out: Path, progress: Callable[[str], None]) -> None:
     work = cache_root() / "build" / f"etcd-{version}"
-    _write(work / "go.mod", f"module mmgitops.local/etcd\n\ngo 1.22\n\nrequire go.etcd.io/etcd/server/v3 {version}\n")
-    _write(work / "main.go", ETCD_MAIN)
+    write(work / "go.mod", f"module mmgitops.local/etcd\n\ngo 1.22\n\nrequire go.etcd.io/etcd/server/v3 {version}\n")
+    write(work / "main.go", ETCD_MAIN)
     tmp = out.with_name(out.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
-    _run([_go(), "build", "-trimpath", "-ldflags", "-s -w", "-o", f"{tmp}/etcd", "."], work,
+    run_go([go(), "build", "-trimpath", "-ldflags", "-s -w", "-o", f"{tmp}/etcd", "."], work,
          f"etcd {version}", progress)
-    _publish(tmp, out)
+    publish(tmp, out)
 
 
 def build_kwok(version: str, out: Path, progress: Callable[[str], None]) -> None:
     tmp = out.with_name(out.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
-    _run([_go(), "install", f"sigs.k8s.io/kwok/cmd/kwok@{version}", f"sigs.k8s.io/kwok/cmd/kwokctl@{version}"],
+    run_go([go(), "install", f"sigs.k8s.io/kwok/cmd/kwok@{version}", f"sigs.k8s.io/kwok/cmd/kwokctl@{version}"],
          Path.home(), f"kwok {version}", progress, {"GOBIN": str(tmp)})
-    _publish(tmp, out)
+    publish(tmp, out)
 
 
-def _publish(tmp: Path, out: Path) -> None:
+def publish(tmp: Path, out: Path) -> None:
     """Move a finished build into place in one step, so a broken build never looks cached."""
     if out.exists():
         shutil.rmtree(out)

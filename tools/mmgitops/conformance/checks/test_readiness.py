@@ -5,9 +5,15 @@ target has no Kubernetes API, so there these checks are skipped with the reason.
 ModelMesh's readiness probe, `GET /ready` on port 8089, which is the runtime Deployment's readinessProbe
 (modelmesh-serving config/internal/base/deployment.yaml.tmpl); ModelMesh's gRPC port has no health RPC to
 ask instead (ModelMeshApi answers ServerReady without a model header with INVALID_ARGUMENT).
+
+In cluster mode the group also reports the InferenceServices this repository's profiles install themselves (namespace
+`modelmesh-models`): their states are a figure of the report, and the check asserts only what the controller
+promises of any status it writes, not that they are Loaded (see the check).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -17,6 +23,10 @@ from mmgitops.modelmesh import defaults
 
 pytestmark = pytest.mark.readiness
 MODELS = 2
+PROFILE_NAMESPACE = "modelmesh-models"  # where the profiles (components/modelmesh/samples*) put their samples
+MODE = "serving.kserve.io/deploymentMode"
+# The ModelState values of modelmesh-serving's Predictor status (apis/serving/v1alpha1/predictor_types.go).
+MODEL_STATES = ("Pending", "Standby", "Loading", "Loaded", "FailedToLoad")
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +83,55 @@ def test_every_inference_service_has_its_grpc_and_rest_urls(platform):
     assert len(urls) == MODELS
     wanted = (f"grpc://{host}:{defaults.GRPC_PORT}", f"http://{host}:{defaults.REST_PORT}")
     assert urls == dict.fromkeys(urls, wanted)
+
+
+@pytest.fixture(scope="module")
+def profile_services(platform: Platform, request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """The ModelMesh InferenceServices in the profiles' namespace, as the API server has them. Only in cluster mode
+    (`platform` skips elsewhere); skipped when the profile's samples are not installed."""
+    from kubernetes.client.rest import ApiException
+
+    from mmgitops.conformance.cluster.platform import ISVC, reason
+
+    session = request.getfixturevalue("cluster_session")
+    try:
+        items = session.custom.list_namespaced_custom_object(*ISVC[:2], PROFILE_NAMESPACE, ISVC[2])["items"]
+    except ApiException as error:
+        pytest.skip(f"cannot list the InferenceServices of namespace {PROFILE_NAMESPACE}: {reason(error)}")
+    services = [i for i in items if (i["metadata"].get("annotations") or {}).get(MODE) == "ModelMesh"]
+    if not services:
+        pytest.skip(f"no ModelMesh InferenceService in namespace {PROFILE_NAMESPACE}: the profile's samples are not "
+                    "installed on this cluster")
+    return services
+
+
+def _model_status(isvc: dict[str, Any]) -> dict[str, Any]:
+    return (isvc.get("status") or {}).get("modelStatus") or {}
+
+
+def test_the_profiles_inference_services_are_reported_with_a_status_as_the_controller_writes_it(
+        profile_services, record):
+    """Reported, not required to be Loaded. The profiles' samples load from the user's own storage (the example
+    storage-config names a MinIO that may not exist), the GPU runtime needs a GPU node, and neither is ModelMesh's
+    behaviour: asserting Loaded would fail a sound platform for its sample data. What modelmesh-serving does promise
+    of a status it has written (controllers/predictor_controller.go, rhoai-2.25): decodeModelState maps the mesh's
+    status to one of the Predictor ModelStates, and a FailedToLoad always with a FailureReason, which
+    updatePredictorStatusFromVModel puts in lastFailureInfo unless a transition to another model is under way
+    (targetModelState set). An InferenceService without a status yet (a controller that has not reconciled it, or a
+    namespace with no runtime) is reported as such."""
+    states = {}
+    for isvc in profile_services:
+        model = _model_status(isvc)
+        state = str((model.get("states") or {}).get("activeModelState") or "")
+        why = str((model.get("lastFailureInfo") or {}).get("reason") or "")
+        states[isvc["metadata"]["name"]] = f"{state} ({why})" if state and why and state != LOADED else (
+            state or "no status yet")
+    record("profile_services", states)
+    written = {isvc["metadata"]["name"]: _model_status(isvc) for isvc in profile_services if _model_status(isvc)}
+    unknown = {name: (m.get("states") or {}).get("activeModelState") for name, m in written.items()
+               if (m.get("states") or {}).get("activeModelState") not in MODEL_STATES}
+    assert unknown == {}, f"activeModelState not one of {MODEL_STATES}"
+    unexplained = [name for name, m in written.items()
+                   if m["states"]["activeModelState"] == "FailedToLoad" and not m["states"].get("targetModelState")
+                   and not (m.get("lastFailureInfo") or {}).get("reason")]
+    assert unexplained == [], "FailedToLoad with no lastFailureInfo.reason"

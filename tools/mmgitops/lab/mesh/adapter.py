@@ -28,11 +28,15 @@ from mmgitops.modelmesh.storage import ModelKey, parse_model_key
 pb, pb_grpc = stubs.runtime()
 
 MODELSIZE_MULTIPLIER = 1.25
-# MLServer implementations by ModelMesh model type (the formats of the built-in mlserver-1.x runtime).
+# MLServer implementations by ModelMesh model type: the formats of the built-in mlserver-1.x runtime, and ONNX.
 IMPLEMENTATIONS = {
     "sklearn": "mlserver_sklearn.SKLearnModel",
     "xgboost": "mlserver_xgboost.XGBoostModel",
     "lightgbm": "mlserver_lightgbm.LightGBMModel",
+    # Not an MLServer format: RHOAI serves ONNX with Triton (the triton-gpu runtime). The local mesh's stand-in for
+    # it is onnxruntime behind MLServer (onnx_standin.py). Every instance can load it; ModelMesh's type constraints
+    # send an ONNX model only to pods of a runtime that lists onnx (or that the InferenceService names).
+    "onnx": "mmgitops.lab.mesh.onnx_standin.OnnxModel",
 }
 # Inference methods whose request field 1 (model_name) carries the model id.
 METHODS = ("inference.GRPCInferenceService/ModelInfer", "inference.GRPCInferenceService/ModelMetadata")

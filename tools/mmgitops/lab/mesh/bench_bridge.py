@@ -1,7 +1,7 @@
 """The bench's way into a reference mesh's network namespace, and what that way costs.
 
 The reference pods' MLServer listens only inside the namespace, so the bench reaches it as it reaches the
-pods: through a bridge (`mmgitops.lab.reference.bridge`, the same program, a process of the bench's own). The
+pods: through a bridge (`mmgitops.lab.bridge`, the same program, a process of the bench's own). The
 mesh path and the bare path then cross one bridge each, and "added by the mesh" excludes the bridge. The
 bridge's own cost is measured apart: a TCP echo round trip through the bridge into the namespace against
 the same round trip to an echo server beside the client.
@@ -25,8 +25,9 @@ from typing import Any
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
+from mmgitops.lab import netns
 from mmgitops.lab.ports import free_port
-from mmgitops.lab.reference import netns, podspec
+from mmgitops.lab.reference import podspec
 from mmgitops.lab.spawn import spawn
 
 ECHO_INNER = 19977  # inside the namespace: below the pods' 20000+ blocks, away from etcd (2379) and S3 (9000)
@@ -128,7 +129,7 @@ def way_in(state: dict[str, Any], holder: int, work: Path) -> Iterator[Way]:
         echo = [sys.executable, "-m", "mmgitops.lab.mesh.bench_bridge", "echo", "--port"]
         start([*echo, str(ECHO_INNER)], inside=True)
         start([*echo, str(direct_port)], inside=False)
-        start([sys.executable, "-m", "mmgitops.lab.reference.bridge", "--holder", str(netns_pid),
+        start([sys.executable, "-m", "mmgitops.lab.bridge", "--holder", str(netns_pid),
                "--routes", str(routes)], inside=False)
         connect(echo_port).close()  # the bridge and both echo servers answer
         connect(direct_port).close()

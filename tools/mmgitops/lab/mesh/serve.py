@@ -23,7 +23,6 @@ from mmgitops.lab.mesh.instance import Instance, Settings
 from mmgitops.lab.mesh.peers import Peers
 from mmgitops.lab.mesh.registry import Registry
 from mmgitops.modelmesh import stubs
-from mmgitops.modelmesh.storage import load_config
 
 runtime_pb, runtime_grpc = stubs.runtime()
 _, mesh_grpc = stubs.mesh()
@@ -71,7 +70,7 @@ def run(config: InstanceConfig) -> None:
     server = modelserver.start(work / "models", work / "mlserver.log", own_group=False)
     # The model server's own endpoint, for `bench mesh` to compare the mesh against it.
     (work / "runtime.json").write_text(json.dumps({"grpc": server.grpc_target}), encoding="utf-8")
-    puller = storage.Puller(load_config(Path(config.storage_config))) if config.storage_config else None
+    puller = storage.Puller(Path(config.storage_config)) if config.storage_config else None
     spi = adapter.serve(adapter.Adapter(server, adapter.RuntimeConfig(
         capacity_bytes=config.capacity_bytes, max_loading_concurrency=config.max_loading_concurrency,
         loading_timeout_ms=config.load_timeout_ms, default_model_size_bytes=config.default_model_size_bytes),

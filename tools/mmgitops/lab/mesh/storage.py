@@ -27,6 +27,7 @@ from mmgitops.lab.spawn import spawn
 from mmgitops.modelmesh.storage import (
     DEFAULT_REGION,
     StorageEntry,
+    load_config,
     parse_model_key,
     s3_client,
 )
@@ -37,12 +38,26 @@ class PullError(ToolError):
 
 
 class Puller:
-    """Downloads models named by (model path, model key) from the S3 storages of a storage-config."""
+    """Downloads models named by (model path, model key) from the S3 storages of a storage-config.
 
-    def __init__(self, config: Mapping[str, StorageEntry]) -> None:
-        self.config = dict(config)
-        self._clients: dict[str, Any] = {}
+    Given a path (a JSON file or a mounted Secret's directory), it reads the storage config again at each pull, as
+    the adapter's puller reads the mounted Secret at each load (model-serving-puller/puller/config.go
+    `GetStorageConfiguration`): a replaced Secret takes effect on the next load, without a restart."""
+
+    def __init__(self, config: Mapping[str, StorageEntry] | Path) -> None:
+        self._path = config if isinstance(config, Path) else None
+        self._fixed = {} if isinstance(config, Path) else dict(config)
+        self._clients: dict[StorageEntry, Any] = {}
         self._lock = Lock()
+
+    @property
+    def config(self) -> dict[str, StorageEntry]:
+        if self._path is None:
+            return self._fixed
+        try:
+            return load_config(self._path)
+        except ToolError as exc:  # the adapter fails the load: "Storage secretKey not found", or a bad JSON
+            raise PullError(str(exc)) from None
 
     def pull(self, model_id: str, model_path: str, model_key_json: str, dest_root: Path) -> Path:
         """dest_root/model_id/<file> for a single object, else the directory dest_root/model_id."""
@@ -111,10 +126,10 @@ class Puller:
         return entry, bucket, key
 
     def _client(self, entry: StorageEntry) -> Any:
-        with self._lock:
-            if entry.key not in self._clients:
-                self._clients[entry.key] = s3_client(entry)
-            return self._clients[entry.key]
+        with self._lock:  # by the whole entry: a replaced Secret with another endpoint gets a client of its own
+            if entry not in self._clients:
+                self._clients[entry] = s3_client(entry)
+            return self._clients[entry]
 
     def _objects(self, client: Any, bucket: str, key: str, where: str) -> list[tuple[str, int]]:
         """(name, size) of the single object `key`, else of every object under the prefix `key/`."""

@@ -23,9 +23,10 @@ import requests
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
+from mmgitops.lab import netns
 from mmgitops.lab.mesh import control, etcdserver, sampleset, sizing
 from mmgitops.lab.ports import bindable
-from mmgitops.lab.reference import build, netns, podspec
+from mmgitops.lab.reference import build, podspec
 from mmgitops.lab.spawn import spawn
 from mmgitops.modelmesh.storage import StorageEntry, write_config
 
@@ -99,7 +100,7 @@ def _start(options: control.Options, built: build.Built, root: Path, state: dict
         routes += [(f"127.0.{block}.{index + 1}", port, inner[name]) for name, port in podspec.OUTER.items()]
     (root / "routes.json").write_text(json.dumps(routes), encoding="utf-8")
     bridge_log = root / "bridge.log"
-    bridge = spawn([sys.executable, "-m", "mmgitops.lab.reference.bridge", "--holder", holder,
+    bridge = spawn([sys.executable, "-m", "mmgitops.lab.bridge", "--holder", holder,
                     "--routes", root / "routes.json"], bridge_log)
     state["bridge"] = {"pid": bridge.pid, "block": f"127.0.{block}.0/24"}
     control.save_state(state)

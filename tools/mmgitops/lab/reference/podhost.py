@@ -16,9 +16,7 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,9 +26,10 @@ from typing import Any
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
+from mmgitops.lab import netns
 from mmgitops.lab.mesh import etcdserver
 from mmgitops.lab.ports import bindable
-from mmgitops.lab.reference import build, netns, podspec
+from mmgitops.lab.reference import build, podspec
 from mmgitops.lab.spawn import spawn
 
 ETCD_PORT = podspec.ETCD_INNER
@@ -50,24 +49,6 @@ class PodConfig:
     min_churn_age_ms: int
     load_timeout_ms: int
     loading_concurrency: int
-
-
-def connects_inside(holder: int, port: int, timeout: float = 0.5) -> bool:
-    """Does 127.0.0.1:port answer inside the namespace? Checked from a thread that enters it."""
-    answered: list[bool] = []
-
-    def work() -> None:
-        try:
-            netns.enter(holder)
-            with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-                answered.append(True)
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join()
-    return bool(answered)
 
 
 def _wait_log(what: str, log: Path, marker: bytes, pid: int, timeout: float) -> None:
@@ -99,7 +80,7 @@ class Host:
             self.etcd = spawn(etcdserver.command(self.root / "etcd", ETCD_PORT, podspec.ETCD_PEER_INNER),
                               self.root / "etcd.log", preexec_fn=netns.inside(self.holder)).pid
             deadline = time.monotonic() + 30
-            while not connects_inside(self.holder, ETCD_PORT):
+            while not netns.connects_inside(self.holder, ETCD_PORT):
                 if not procs.alive(self.etcd) or time.monotonic() > deadline:
                     raise ToolError(f"etcd in the reference namespace did not start (log {self.root / 'etcd.log'})")
                 time.sleep(0.1)
@@ -111,7 +92,7 @@ class Host:
                 continue
             log = self.root / f"egress-{port}.log"
             log.unlink(missing_ok=True)
-            pid = spawn([sys.executable, "-m", "mmgitops.lab.reference.egress", "--holder", self.holder,
+            pid = spawn([sys.executable, "-m", "mmgitops.lab.egress", "--holder", self.holder,
                          "--port", port], log).pid
             _wait_log(f"the egress bridge for port {port}", log, b"egress ready", pid, 15)
             self.egress[port] = pid
@@ -186,7 +167,7 @@ def start_pod(host: Host, index: int, address: str, built: build.Built, pod_dir:
     routes = [(address, port, inner[name]) for name, port in podspec.OUTER.items()]
     (pod_dir / "routes.json").write_text(json.dumps(routes), encoding="utf-8")
     bridge_log = pod_dir / "bridge.log"
-    bridge = spawn([sys.executable, "-m", "mmgitops.lab.reference.bridge", "--holder", host.holder,
+    bridge = spawn([sys.executable, "-m", "mmgitops.lab.bridge", "--holder", host.holder,
                     "--routes", pod_dir / "routes.json"], bridge_log).pid
     found = {"pid": pid, "bridge": bridge, "index": index, "address": address, "log": str(pod_dir / "logs"),
              **podspec.endpoints(address)}

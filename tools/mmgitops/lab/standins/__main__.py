@@ -12,7 +12,7 @@ from kubernetes import config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from mmgitops.lab.standins import gpu, olm, rhoai
+from mmgitops.lab.standins import gitops, gpu, olm, rhoai
 from mmgitops.lab.standins.kube import Kube
 from mmgitops.lab.standins.modelmesh.controller import Controller
 
@@ -31,7 +31,7 @@ def main() -> int:
     try:
         while not stopping:
             for name, reconcile in (("olm", olm.reconcile), ("rhoai", rhoai.reconcile), ("gpu", gpu.reconcile),
-                                    ("modelmesh", modelmesh.reconcile)):
+                                    ("gitops", gitops.reconcile), ("modelmesh", modelmesh.reconcile)):
                 try:
                     reconcile(kube)
                 except (ApiException, HTTPError) as exc:

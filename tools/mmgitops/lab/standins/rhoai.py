@@ -7,6 +7,17 @@ from typing import Any
 from mmgitops.lab.standins.kube import Kube, condition
 
 CONTROLLER = "modelmesh-controller"
+# Test-only: a DSC annotated with one of these is held in that state, as an operator stuck or failing would leave
+# it (the conditions the RHOAI operator sets in each case), so tests can watch Argo CD's health follow.
+FAULT_ANNOTATION = "lab.mmgitops.local/fault"
+FAULTS = {
+    "not-ready": {"phase": "Not Ready", "conditions": [
+        condition("Ready", False, "NotReady"),
+        condition("ModelMeshServingReady", False, "NotReady", "held not ready by a lab fault")]},
+    "degraded": {"phase": "Error", "conditions": [
+        condition("Ready", False, "Error"),
+        condition("Degraded", True, "Error", "held degraded by a lab fault")]},
+}
 
 
 def reconcile(kube: Kube) -> None:
@@ -33,6 +44,12 @@ def reconcile(kube: Kube) -> None:
 def _reconcile_dsc(kube: Kube, dsc: dict[str, Any], apps_namespace: str | None) -> None:
     components = (dsc.get("spec") or {}).get("components") or {}
     managed = {k: (v or {}).get("managementState") == "Managed" for k, v in components.items()}
+    fault = ((dsc.get("metadata") or {}).get("annotations") or {}).get(FAULT_ANNOTATION)
+    if fault in FAULTS:
+        status = FAULTS[fault]
+        if not _same(dsc.get("status") or {}, status["phase"], status["conditions"]):
+            kube.patch_status(dsc, "datascienceclusters", status)
+        return
     if apps_namespace is None:
         status = {"phase": "Not Ready",
                   "conditions": [condition("Ready", False, "Error", "DSCInitialization not ready")]}

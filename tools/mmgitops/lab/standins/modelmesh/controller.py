@@ -45,6 +45,7 @@ class Registered:
     model_id: str
     generation: int
     seen: bytes  # the mesh's view of the vmodel when it was last reconciled
+    uid: str = ""  # the InferenceService object's: a new object under the same name is a new InferenceService
 
 
 class Controller:
@@ -212,13 +213,21 @@ class Controller:
         old = isvc.get("status") or {}
         current = status.from_isvc(old)
         key, generation = (ns, found.name), int(isvc["metadata"].get("generation", 1))
+        uid = str(isvc["metadata"].get("uid") or "")
         model_id = ids.concrete_id(found.name, found.path)
         if not ready:  # no pod behind the Service: setVModel fails with "produced zero addresses"
             status.no_addresses(current, model_id)
         else:
             channel = ready[0].channel()
-            seen = meshcalls.fingerprint(channel, found.name)
             known = self.registered.get(key)
+            if known is not None and known.uid != uid:
+                # Deleted and created again between two passes: the controller reconciles the delete event
+                # (handlePredictorNotFound: deleteVModel) before the create event, so the new InferenceService
+                # starts from a new vmodel, not from the old one's failed loads.
+                meshcalls.delete_vmodel(channel, found.name)
+                del self.registered[key]
+                known = None
+            seen = meshcalls.fingerprint(channel, found.name)
             if (known is not None and (known.model_id, known.generation, known.seen) == (model_id, generation, seen)
                     and not current.waiting_for_runtime() and current.active != "Loading"):
                 return
@@ -234,7 +243,7 @@ class Controller:
                     view = meshcalls.with_load_check(view, meshcalls.no_home(
                         found.type_label(), table, [i.labels for i in ready]))
                 status.update_from_vmodel(current, view, status.endpoints(ns), time.time())
-            self.registered[key] = Registered(model_id, generation, seen)
+            self.registered[key] = Registered(model_id, generation, seen, uid)
         new = status.to_isvc(current)
         if not status.same(old, new):
             kube.patch_status(isvc, "inferenceservices", status.replacing(old, new))

@@ -1,7 +1,8 @@
 """A network namespace with only `lo`, held open by one process, and a way to start processes inside it.
 
-ModelMesh and rest-proxy bind every interface; inside this namespace "every interface" is a loopback
-that nothing outside can reach, so the reference pods never listen on the machine's real network.
+ModelMesh, rest-proxy and Argo CD's application controller bind every interface; inside this namespace "every
+interface" is a loopback that nothing outside can reach, so the reference pods and the local Argo CD never listen
+on the machine's real network. `bridge` (in) and `egress` (out) carry the connections they need.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,3 +62,21 @@ def inside(holder: int, die: bool = False) -> Callable[[], None]:
             die_with_parent()
         enter(holder)
     return preexec
+
+
+def connects_inside(holder: int, port: int, timeout: float = 0.5) -> bool:
+    """Does 127.0.0.1:port answer inside the namespace? Checked from a thread that enters it."""
+    answered: list[bool] = []
+
+    def work() -> None:
+        try:
+            enter(holder)
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+                answered.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return bool(answered)

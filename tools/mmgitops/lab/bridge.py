@@ -1,6 +1,6 @@
-"""A TCP bridge from loopback addresses of this machine into the reference network namespace.
+"""A TCP bridge from loopback addresses of this machine into a network namespace of `netns` (the reference pods').
 
-`python -m mmgitops.lab.reference.bridge --holder PID --routes FILE`: FILE is JSON [[listen_host, listen_port,
+`python -m mmgitops.lab.bridge --holder PID --routes FILE`: FILE is JSON [[listen_host, listen_port,
 inner_port], ...]. The listening sockets are made first, in the root namespace; then the process moves
 into the holder's namespace, so every socket made afterwards (the upstream connections) is inside it
 and reaches 127.0.0.1:inner_port there. It is on the request path: one thread per direction with
@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from mmgitops.lab.reference import netns
+from mmgitops.lab import netns
 
 CHUNK = 256 * 1024
 
@@ -97,7 +97,7 @@ def exit_code(name: str, relay: Callable[[], None]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mmgitops.lab.reference.bridge")
+    parser = argparse.ArgumentParser(prog="mmgitops.lab.bridge")
     parser.add_argument("--holder", type=int, required=True)
     parser.add_argument("--routes", type=Path, required=True)
     args = parser.parse_args(argv)

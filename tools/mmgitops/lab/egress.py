@@ -1,7 +1,7 @@
-"""A TCP bridge the other way: from 127.0.0.1:PORT inside the reference network namespace out to 127.0.0.1:PORT
-of this machine, for a service the pods must reach (the local cluster's S3 server).
+"""A TCP bridge the other way: from 127.0.0.1:PORT inside a network namespace of `netns` out to 127.0.0.1:PORT
+of this machine, for a service the processes inside must reach (the S3 server, the API server, Redis).
 
-`python -m mmgitops.lab.reference.egress --holder PID --port PORT [--port PORT ...]`. A network namespace is a
+`python -m mmgitops.lab.egress --holder PID --port PORT [--port PORT ...]`. A network namespace is a
 per-thread attribute: one short-lived thread enters the holder's namespace and makes the listening sockets
 there; the main thread stays in this machine's namespace, accepts on them, and the threads it starts make
 their upstream connections here.
@@ -14,10 +14,10 @@ import socket
 import sys
 import threading
 
-from mmgitops.lab.reference import netns
+from mmgitops.lab import netns
 
 # one relay per connection, its upstream made in the calling thread's namespace
-from mmgitops.lab.reference.bridge import exit_code, relay_forever
+from mmgitops.lab.bridge import exit_code, relay_forever
 
 
 def listen_inside(holder: int, ports: list[int]) -> list[tuple[socket.socket, int]]:
@@ -47,7 +47,7 @@ def run(holder: int, ports: list[int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mmgitops.lab.reference.egress")
+    parser = argparse.ArgumentParser(prog="mmgitops.lab.egress")
     parser.add_argument("--holder", type=int, required=True)
     parser.add_argument("--port", type=int, action="append", required=True)
     args = parser.parse_args(argv)
