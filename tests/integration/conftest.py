@@ -28,17 +28,21 @@ def cluster_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {**os.environ, "MMGITOPS_CLUSTER_NAME": CLUSTER, "MMGITOPS_STATE": str(state)}
 
 
+def started(what: str, env: dict[str, str]) -> Iterator[dict]:
+    """`mmgitops local WHAT up` for the fixture's span, after a `down` for the leftovers of an interrupted run."""
+    mmgitops("local", what, "down", env=env)
+    up = mmgitops("local", what, "up", "--format", "json", env=env)
+    if up.returncode != 0:
+        pytest.fail(f"local {what} up failed: {up.stderr.strip()[-2000:]}")
+    try:
+        yield json.loads(up.stdout)
+    finally:
+        mmgitops("local", what, "down", env=env)
+
+
 @pytest.fixture(scope="session")
 def cluster(cluster_env: dict[str, str]) -> Iterator[dict]:
-    mmgitops("local", "cluster", "down", env=cluster_env)  # leftovers of an interrupted run
-    up = mmgitops("local", "cluster", "up", "--format", "json", env=cluster_env)
-    if up.returncode != 0:
-        pytest.fail(f"local cluster up failed: {up.stderr.strip()[-2000:]}")
-    info = json.loads(up.stdout)
-    try:
-        yield info
-    finally:
-        mmgitops("local", "cluster", "down", env=cluster_env)
+    yield from started("cluster", cluster_env)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

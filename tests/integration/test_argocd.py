@@ -17,10 +17,11 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.integration.conftest import CLUSTER, ROOT, mmgitops
+from tests.integration.conftest import CLUSTER, ROOT, mmgitops, started
 
 pytestmark = pytest.mark.integration
 NS = "openshift-gitops"
+ARGOCD_CLUSTER = f"{CLUSTER}-argocd"
 PROFILE = "conformance"
 MODELS = "modelmesh-models"
 
@@ -49,23 +50,27 @@ def _until(what: str, probe: Callable[[], Any], timeout: float = 180.0) -> Any:
 
 
 @pytest.fixture(scope="module")
-def argocd(cluster: dict, cluster_env: dict[str, str]) -> Iterator[dict]:
-    if os.geteuid() != 0:
-        pytest.skip("the local Argo CD needs root (its controller runs in a network namespace of its own)")
-    mmgitops("local", "argocd", "down", env=cluster_env)
-    up = mmgitops("local", "argocd", "up", "--format", "json", env=cluster_env)
-    if up.returncode != 0:
-        pytest.fail(f"local argocd up failed: {up.stderr.strip()[-2000:]}")
-    info = json.loads(up.stdout)
-    try:
-        yield info
-    finally:
-        mmgitops("local", "argocd", "down", env=cluster_env)
+def argocd_env(cluster_env: dict[str, str]) -> dict[str, str]:
+    # A cluster of its own: every object of the profile is then one Argo CD created, and what it syncs and stages
+    # (the samples' storage) is not the fresh cluster the tier's other tests start from.
+    return {**cluster_env, "MMGITOPS_CLUSTER_NAME": ARGOCD_CLUSTER}
 
 
 @pytest.fixture(scope="module")
-def synced(argocd: dict, cluster: dict, cluster_env: dict[str, str]) -> dict:
-    run = mmgitops("local", "argocd", "sync", PROFILE, "--format", "json", "--timeout", "900", env=cluster_env)
+def cluster(argocd_env: dict[str, str]) -> Iterator[dict]:
+    if os.geteuid() != 0:
+        pytest.skip("the local Argo CD needs root (its controller runs in a network namespace of its own)")
+    yield from started("cluster", argocd_env)
+
+
+@pytest.fixture(scope="module")
+def argocd(cluster: dict, argocd_env: dict[str, str]) -> Iterator[dict]:
+    yield from started("argocd", argocd_env)
+
+
+@pytest.fixture(scope="module")
+def synced(argocd: dict, cluster: dict, argocd_env: dict[str, str]) -> dict:
+    run = mmgitops("local", "argocd", "sync", PROFILE, "--format", "json", "--timeout", "900", env=argocd_env)
     assert run.returncode == 0, f"sync {PROFILE} failed: {run.stderr.strip()[-3000:]}"
     return json.loads(run.stdout)
 
@@ -75,14 +80,11 @@ def api(cluster: dict) -> client.ApiClient:
     return config.new_client_from_config(config_file=cluster["kubeconfig"])
 
 
-def _served_repo(cluster_env: dict[str, str]) -> Path:
-    return Path(cluster_env["MMGITOPS_STATE"]) / f"argocd-{CLUSTER}" / "git" / "modelmesh-gitops.git"
-
-
-def _commit(cluster_env: dict[str, str], changes: dict[str, str | None], message: str) -> str:
+def _commit(env: dict[str, str], changes: dict[str, str | None], message: str) -> str:
     from mmgitops.lab.argocd import gitserver
 
-    return gitserver.commit(_served_repo(cluster_env), changes, message)
+    served = Path(env["MMGITOPS_STATE"]) / f"argocd-{ARGOCD_CLUSTER}" / "git" / gitserver.REPO
+    return gitserver.commit(served, changes, message)
 
 
 def _refresh(api: client.ApiClient, *names: str) -> None:
@@ -100,16 +102,16 @@ def _terminate(api: client.ApiClient, name: str) -> None:
                 "phase": "Terminating"}}})
 
 
-def test_argocd_processes_listen_on_loopback_only(argocd, cluster_env):
-    from tests.integration.test_local_cluster import listening
+def test_argocd_processes_listen_on_loopback_only(argocd, argocd_env):
+    from tests.integration.test_local_cluster import listening, loopback
 
-    status = json.loads(mmgitops("local", "argocd", "status", "--format", "json", env=cluster_env).stdout)
+    status = json.loads(mmgitops("local", "argocd", "status", "--format", "json", env=argocd_env).stdout)
     assert {"git-daemon", "redis", "repo-server", "application-controller"} <= set(status["processes"])
     assert all(p["running"] for p in status["processes"].values()), status["processes"]
     # The controller binds 0.0.0.0 inside its own loopback-only namespace: nothing of it shows in this one.
     addresses = listening({p["pid"] for p in status["processes"].values()})
     assert addresses, "no listening socket found for the Argo CD processes"
-    assert all(a.startswith(("127.0.0.1:", "::1:")) for a in addresses), addresses
+    assert all(loopback(a) for a in addresses), addresses
 
 
 def test_git_server_serves_the_working_tree_with_the_generated_repo_source(argocd):
@@ -220,7 +222,7 @@ def test_self_heal_reverts_a_changed_managed_field(synced, api):
         "spec"]["components"]["modelmeshserving"]["managementState"] == "Managed")
 
 
-def test_removing_a_sample_from_git_keeps_it_because_the_app_does_not_prune(synced, api, cluster_env):
+def test_removing_a_sample_from_git_keeps_it_because_the_app_does_not_prune(synced, api, argocd_env):
     """argocd/components/app-defaults sets prune: false for every child app: a removed manifest leaves the
     object on the cluster, marked for pruning, and the app OutOfSync."""
     defaults = yaml.safe_load((ROOT / "argocd/components/app-defaults/defaults.yaml").read_text())
@@ -231,7 +233,7 @@ def test_removing_a_sample_from_git_keeps_it_because_the_app_does_not_prune(sync
     assert without != original
     custom = client.CustomObjectsApi(api)
     try:
-        _commit(cluster_env, {path: without}, "Remove the sklearn sample")
+        _commit(argocd_env, {path: without}, "Remove the sklearn sample")
         _refresh(api, "modelmesh-samples")
 
         def marked() -> bool:
@@ -244,14 +246,14 @@ def test_removing_a_sample_from_git_keeps_it_because_the_app_does_not_prune(sync
         assert custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1", MODELS, "inferenceservices",
                                                    "sklearn-mnist")
     finally:
-        _commit(cluster_env, {path: original}, "Restore the sklearn sample")
+        _commit(argocd_env, {path: original}, "Restore the sklearn sample")
         _refresh(api, "modelmesh-samples")
     _until("modelmesh-samples Synced again",
            lambda: _apps(api)["modelmesh-samples"]["status"]["sync"]["status"] == "Synced")
 
 
 def test_an_invalid_manifest_leaves_the_app_out_of_sync_naming_the_object_and_changes_nothing(synced, api,
-                                                                                              cluster_env):
+                                                                                              argocd_env):
     path = "components/modelmesh/samples-gpu/onnx-mnist.yaml"
     original = (ROOT / path).read_text()
     broken = original.replace("  predictor:\n", "  predictor:\n    minReplicas: two\n")
@@ -260,7 +262,7 @@ def test_an_invalid_manifest_leaves_the_app_out_of_sync_naming_the_object_and_ch
     before = custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1", MODELS, "inferenceservices",
                                                  "onnx-mnist")
     try:
-        _commit(cluster_env, {path: broken}, "Break the ONNX sample")
+        _commit(argocd_env, {path: broken}, "Break the ONNX sample")
         _refresh(api, "modelmesh-samples-gpu")
 
         def failed() -> str:
@@ -278,7 +280,7 @@ def test_an_invalid_manifest_leaves_the_app_out_of_sync_naming_the_object_and_ch
         assert after["spec"] == before["spec"]
         assert after["metadata"]["generation"] == before["metadata"]["generation"]
     finally:
-        _commit(cluster_env, {path: original}, "Restore the ONNX sample")
+        _commit(argocd_env, {path: original}, "Restore the ONNX sample")
         _terminate(api, "modelmesh-samples-gpu")  # a retrying sync keeps the broken revision until it ends
         _refresh(api, "modelmesh-samples-gpu")
     _until("modelmesh-samples-gpu Synced again",

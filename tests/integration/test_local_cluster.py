@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -38,12 +39,18 @@ def listening(pids: set[int]) -> list[str]:
 
 
 def _address(raw: str) -> str:
+    """host:port from /proc/net/tcp{,6}'s hex (32-bit words in host byte order); an IPv4-mapped IPv6 address as
+    its IPv4 address."""
     host, port = raw.split(":")
-    if len(host) == 8:
-        ip = ".".join(str(int(host[i:i + 2], 16)) for i in (6, 4, 2, 0))
-    else:
-        ip = "::1" if host == "0" * 24 + "01000000" else ("::" if set(host) == {"0"} else host)
+    packed = b"".join(bytes.fromhex(host[i:i + 8])[::-1] for i in range(0, len(host), 8))
+    ip = ipaddress.ip_address(packed)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
     return f"{ip}:{int(port, 16)}"
+
+
+def loopback(address: str) -> bool:
+    return ipaddress.ip_address(address.rpartition(":")[0]).is_loopback
 
 
 def status(env: dict[str, str]) -> dict:
@@ -61,7 +68,7 @@ def test_cluster_components_listen_on_loopback_only(cluster, cluster_env):
     assert all(p["running"] for p in processes.values())
     addresses = listening({p["pid"] for p in processes.values()})
     assert addresses, "no listening socket found"
-    assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
+    assert all(loopback(a) for a in addresses), addresses
 
 
 def test_gpu_workers_carry_gpu_capacity_and_labels(cluster):
