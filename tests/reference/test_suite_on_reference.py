@@ -24,6 +24,7 @@ NEEDS_KUBERNETES = {
     "test_the_datasciencecluster_is_ready_with_modelmesh_serving_ready", "test_the_modelmesh_controller_is_available",
     "test_every_runtime_pod_is_ready_with_its_containers", "test_every_inference_service_is_loaded_and_up_to_date",
     "test_every_inference_service_has_its_grpc_and_rest_urls", "test_the_gpu_pod_requests_a_gpu_and_runs_on_a_gpu_node",
+    "test_the_profiles_inference_services_are_reported_with_a_status_as_the_controller_writes_it",
 }
 
 

@@ -29,8 +29,6 @@ from mmgitops.lab.ports import free_port
 from mmgitops.lab.spawn import spawn
 from mmgitops.lab.state import state_root
 
-APP_RESYNC_SECONDS = 20  # Argo CD's default is 120 s; the lab's commits should show up sooner
-
 
 def state_dir() -> Path:
     return state_root() / f"argocd-{cluster.name()}"
@@ -184,7 +182,8 @@ def _start_controller(bins: build.Binaries, ports: dict[str, int], state: Path, 
     return spawn([bins.command(build.CONTROLLER), "--namespace", objects.NAMESPACE,
                   "--redis", f"127.0.0.1:{ports['redis']}", "--repo-server", f"127.0.0.1:{ports['repo_server']}",
                   "--repo-server-plaintext", "--metrics-port", ports["controller_metrics"],
-                  "--app-resync", APP_RESYNC_SECONDS, "--status-processors", 4, "--operation-processors", 4,
+                  # Argo CD's own resync period (120 s): `sync` and the tests ask for a refresh when they commit.
+                  "--status-processors", 4, "--operation-processors", 4,
                   # Since 3.0 each resource's health stays in Redis, where only the API server (not run here)
                   # reads it; in the Application it tells `sync` and the tests which resource holds an app back.
                   "--persist-resource-health", "--logformat", "text"],
