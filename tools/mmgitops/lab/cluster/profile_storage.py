@@ -28,6 +28,7 @@ from mmgitops.errors import ToolError
 from mmgitops.gitops import yamlio
 from mmgitops.gitops.apply.apply import FIELD_MANAGER
 from mmgitops.lab.cluster.cluster import S3_KEY
+from mmgitops.lab.standins.kube import Kube
 from mmgitops.modelmesh import storage
 
 SAMPLE_DIRS = "components/modelmesh/samples*"
@@ -200,15 +201,6 @@ class _Cluster:
             raise ToolError(f"kubeconfig {kubeconfig}: {str(error).splitlines()[0]}") from None
         self.core, self.custom = client.CoreV1Api(self.api), client.CustomObjectsApi(self.api)
 
-    def ensure_namespace(self, name: str) -> None:
-        try:
-            self.core.read_namespace(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            # No labels: the profile's own Namespace (modelmesh-enabled and the rest) is Argo CD's to apply.
-            self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-
     def put_secret(self, namespace: str, data: dict[str, str]) -> None:
         """Create the Secret, or replace its data (keeping its labels and annotations, e.g. Argo CD's)."""
         try:
@@ -278,7 +270,8 @@ def stage(root: Path, info: dict[str, Any], progress: Callable[[str], None]) -> 
         by_namespace.setdefault(service.namespace, []).append(service)
     try:
         for namespace, members in by_namespace.items():
-            kube.ensure_namespace(namespace)
+            # No labels: the profile's own Namespace (modelmesh-enabled and the rest) is Argo CD's to apply.
+            Kube(kube.api).ensure_namespace(namespace)
             keys = sorted({s.storage_key for s in members})
             progress(f"secret {namespace}/{SECRET}: {', '.join(keys)} -> the local S3 server {entry.endpoint_url}")
             kube.put_secret(namespace, secret_data(entry, keys))
