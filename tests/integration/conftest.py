@@ -45,6 +45,18 @@ def cluster(cluster_env: dict[str, str]) -> Iterator[dict]:
     yield from started("cluster", cluster_env)
 
 
+@pytest.fixture(scope="session")
+def demo(cluster: dict, cluster_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`mmgitops demo` on the shared cluster, once: the profile installed, then the whole suite as the profile's
+    least-privileged runner, in its namespace."""
+    report = tmp_path_factory.mktemp("demo-report")
+    # The local Argo CD needs root; without it the demo installs the profile with `mmgitops apply`.
+    how = [] if os.geteuid() == 0 else ["--apply"]
+    run = mmgitops("demo", "--report", str(report), *how, env=cluster_env, timeout=1500)
+    return {"run": run, "results": json.loads((report / "results.json").read_text())
+            if (report / "results.json").is_file() else {}, "report": report}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # `down` stops the shared cluster, so within this tier it runs after every other test.
     ours = [i for i, item in enumerate(items) if "/integration/" in f"/{item.nodeid}"]

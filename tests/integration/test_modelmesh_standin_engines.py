@@ -70,12 +70,13 @@ def one_model_served(cluster: dict, engine: str, env: dict[str, str] | None = No
     run.open()
     forward = PortForward(run.core, run.namespace)
     try:
-        runtime = objects.serving_runtime(objects.read_template("cpu"), "it-cpu", run.run_id, 1, 9, gpu=False)
+        runtime = objects.serving_runtime(objects.read_template("cpu"), "it-cpu", run.namespace, run.run_id, 1, 9,
+                                          gpu=False)
         run.custom.create_namespaced_custom_object(*RUNTIMES[:2], run.namespace, RUNTIMES[2], runtime)
         sample = run.samples[1]
         key = json.loads(sample.key)
-        body = objects.inference_service("it-model", run.run_id, "it-cpu", sample.type, key["storage_key"],
-                                         key["storage_params"]["bucket"], sample.path)
+        body = objects.inference_service("it-model", run.namespace, run.run_id, "it-cpu", sample.type,
+                                         key["storage_key"], key["storage_params"]["bucket"], sample.path)
         run.custom.create_namespaced_custom_object(*ISVC[:2], run.namespace, ISVC[2], body)
         found = tenacity.Retrying(
             stop=tenacity.stop_after_delay(LOADED_WITHIN_S), wait=tenacity.wait_fixed(1), reraise=True,

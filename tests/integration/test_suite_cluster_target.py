@@ -81,7 +81,7 @@ def test_samples_are_staged_under_the_run_prefix(opened, s3):
 def test_the_crd_keeps_every_field_the_runtime_sets(opened, kind):
     template = objects.read_template("cpu")
     placement = objects.read_template("gpu")["spec"]
-    body = objects.serving_runtime(template, f"conf-{kind}", RUN, replicas=1, capacity_models=3,
+    body = objects.serving_runtime(template, f"conf-{kind}", opened.namespace, RUN, replicas=1, capacity_models=3,
                                    gpu=kind == "gpu", gpu_placement=placement)
     made = opened.custom.create_namespaced_custom_object("serving.kserve.io", "v1alpha1", opened.namespace,
                                                           "servingruntimes", body)
@@ -94,8 +94,8 @@ def test_the_crd_keeps_every_field_the_runtime_sets(opened, kind):
 
 def test_the_crd_keeps_the_inference_service_storage_and_mode(opened):
     sample = opened.samples[0]
-    body = objects.inference_service("conf-storage", RUN, "conf-cpu", "sklearn", "localS3", "conformance",
-                                     sample.path)
+    body = objects.inference_service("conf-storage", opened.namespace, RUN, "conf-cpu", "sklearn", "localS3",
+                                     "conformance", sample.path)
     made = opened.custom.create_namespaced_custom_object("serving.kserve.io", "v1beta1", opened.namespace,
                                                           "inferenceservices", body)
     assert made["metadata"]["annotations"][objects.DEPLOYMENT_MODE] == "ModelMesh"
@@ -108,7 +108,8 @@ def test_the_platform_reads_the_dsc_and_the_controller(cluster, cluster_env, ope
     run = mmgitops("apply", "overlays/serving-gpu", "--kubeconfig", cluster["kubeconfig"], "--timeout", "120",
                    env=cluster_env)
     assert run.returncode == 0, run.stdout + run.stderr
-    runtime = objects.serving_runtime(objects.read_template("cpu"), "conf-cpu", RUN, 2, 3, gpu=False)
+    runtime = objects.serving_runtime(objects.read_template("cpu"), "conf-cpu", opened.namespace, RUN, 2, 3,
+                                      gpu=False)
     platform = ClusterTarget(opened, runtime, 1500, Annotation(opened.core, opened.namespace)).platform()
     assert (platform.dsc, platform.dsc_conditions["Ready"], platform.dsc_conditions["ModelMeshServingReady"]) == (
         "default-dsc", "True", "True")
@@ -155,9 +156,10 @@ def test_cleanup_removes_only_namespaces_the_suite_labelled_and_no_live_run_owns
     core = client.CoreV1Api(api(cluster))
     labelled_namespace(core, "mmconf-dead01", "other-host:1")
     labelled_namespace(core, "mmconf-user01", None)  # a user's namespace, named alike but unlabelled
+    # The local cluster serves projects, so the run (as the cluster's admin) asked for one: its live run is kept.
     assert cleanup(cluster, cluster_env, tmp_path) == [
         "removed namespace mmconf-dead01",
-        f"kept namespace {opened.namespace}: a running suite owns it (pid {os.getpid()})"]
+        f"kept project {opened.namespace}: a running suite owns it (pid {os.getpid()})"]
     gone_or_terminating(core, "mmconf-dead01")
     assert core.read_namespace("mmconf-user01").status.phase == "Active"
     assert core.read_namespace(opened.namespace).status.phase == "Active"
@@ -168,14 +170,14 @@ def test_cleanup_removes_the_samples_a_killed_run_staged_and_no_others(cluster, 
                                                                          storage_config, tmp_path):
     killed = session.Session(session.api_client(cluster["kubeconfig"]), "dead02", storage_config, "localS3")
     killed.open()
-    # As if its process had died: the runner annotation names no live process here.
-    killed.core.patch_namespace(killed.namespace, {"metadata": {"annotations": {
+    # As if its process had died: the runner annotation of its Secret names no live process here.
+    killed.core.patch_namespaced_secret(objects.STORAGE_SECRET, killed.namespace, {"metadata": {"annotations": {
         objects.RUNNER_ANNOTATION: "other-host:1"}}})
     samples, live_samples = staged(s3, "dead02"), staged(s3)
     assert samples and live_samples
     lines = cleanup(cluster, cluster_env, tmp_path)
     assert lines[:2] == [f"removed {len(samples)} sample objects from s3://conformance/{staging.sample_prefix('dead02')}",
-                         "removed namespace mmconf-dead02"]
+                         "removed project mmconf-dead02"]
     assert staged(s3, "dead02") == []
     assert staged(s3) == live_samples
     gone_or_terminating(killed.core, "mmconf-dead02")
@@ -187,6 +189,6 @@ def test_cleanup_names_the_samples_it_cannot_remove_and_still_removes_the_namesp
     labelled_namespace(core, "mmconf-dead03", "other-host:1", **{objects.SAMPLES_ANNOTATION: "localS3"})
     lines = cleanup(cluster, cluster_env, tmp_path)
     assert lines[:1] == ["removed namespace mmconf-dead03"]
-    assert ("left the samples of namespace mmconf-dead03 (storage 'localS3', prefix mmgitops-conformance/dead03/): "
-            "cannot read secret mmconf-dead03/storage-config: 404 Not Found") in lines
+    assert ("left the samples of run dead03 (storage 'localS3', prefix mmgitops-conformance/dead03/): "
+            "cannot read secret mmconf-dead03/storage-config: 404 Not Found; pass --storage-config FILE") in lines
     gone_or_terminating(core, "mmconf-dead03")

@@ -3,7 +3,6 @@ runtimes the conformance suite creates, and every check run in cluster mode."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -20,20 +19,8 @@ from mmgitops.gitops.schemas import catalog
 from mmgitops.lab.standins import modelmesh
 from mmgitops.lab.standins.modelmesh.controller import ENGINE_ANNOTATION as ENGINE
 
-from tests.integration.conftest import mmgitops
-
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
-
-
-@pytest.fixture(scope="module")
-def demo(cluster: dict, cluster_env: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    report = tmp_path_factory.mktemp("demo-report")
-    # The local Argo CD needs root; without it the demo installs the profile with `mmgitops apply`.
-    how = [] if os.geteuid() == 0 else ["--apply"]
-    run = mmgitops("demo", "--report", str(report), *how, env=cluster_env, timeout=1500)
-    return {"run": run, "results": json.loads((report / "results.json").read_text())
-            if (report / "results.json").is_file() else {}, "report": report}
 
 
 def test_the_demo_runs_every_check_in_cluster_mode_and_all_pass(demo):
@@ -41,6 +28,9 @@ def test_the_demo_runs_every_check_in_cluster_mode_and_all_pass(demo):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert results["options"]["target"] == "cluster"
     assert results["counts"] == {"passed": len(results["tests"])}
+    # As the profile's least-privileged runner, in the namespace it may act in (test_suite_least_privilege.py).
+    assert (results["target"]["runner"], results["target"]["namespace"]) == (
+        "ServiceAccount mmgitops-conformance/conformance-runner", "mmgitops-conformance (given namespace)")
     assert {t["group"] for t in results["tests"]} == {"readiness", "routing", "coldload", "eviction", "packing",
                                                       "resilience"}
     assert (demo["report"] / "report.html").is_file()
@@ -60,7 +50,7 @@ def test_the_demo_installs_the_profile_through_argo_cd_and_its_samples_load(clus
     installed = demo["results"].get("installed", {})
     if os.geteuid() == 0:
         assert installed.get("by", "").startswith("Argo CD v"), installed
-        assert installed["profile"] == "argocd/bootstrap/conformance" and installed["apps"] == 13
+        assert installed["profile"] == "argocd/bootstrap/conformance" and installed["apps"] == 14
     else:
         assert installed == {"by": "mmgitops apply", "profile": "overlays/conformance"}
     for name in ("sklearn-mnist", "onnx-mnist"):
@@ -97,7 +87,8 @@ def test_deleting_a_runtime_pod_kills_its_instance_and_its_model_comes_back_on_a
     run.open()
     target = None
     try:
-        runtime = objects.serving_runtime(objects.read_template("cpu"), "kill", run.run_id, 2, 9, gpu=False)
+        runtime = objects.serving_runtime(objects.read_template("cpu"), "kill", run.namespace, run.run_id, 2, 9,
+                                          gpu=False)
         target = ClusterTarget(run, runtime, 1500, Annotation(run.core, run.namespace))
         target.open()
         model = target.deploy("victim", run.samples[1])

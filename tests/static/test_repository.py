@@ -101,3 +101,16 @@ def test_fast_churn_restates_the_base_config_but_for_the_churn_age_and_the_scale
     base.pop("internalModelMeshEnvVars")
     assert (base["scaleToZero"].pop("gracePeriodSeconds"), fast["scaleToZero"].pop("gracePeriodSeconds")) == (60, 600)
     assert fast == base
+
+
+@pytest.mark.static
+@pytest.mark.parametrize("apps", sorted(p.name for p in (ROOT / "argocd/apps").iterdir()))
+def test_every_application_of_a_profile_names_this_repository(apps):
+    """An Application added to a profile outside repo-source's reach keeps app-defaults' placeholder repoURL, and
+    Argo CD cannot fetch it ("repository not found"): the local Argo CD found one such."""
+    from mmgitops.gitops import render
+
+    out = render.render_kustomization(render.find_kubectl(), render.Target(ROOT / "argocd/apps" / apps,
+                                                                           "Kustomization"))
+    urls = {o.name: o.body["spec"]["source"]["repoURL"] for o in out.objects if o.kind == "Application"}
+    assert urls and {name for name, url in urls.items() if url.startswith("set-by-")} == set()

@@ -142,3 +142,23 @@ def test_an_error_is_exit_2_and_one_line_on_stderr_from_a_real_process(mmgitops_
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(message), proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("flags", "message"), [
+    ((), "mmgitops: error: --service-account : expected NAMESPACE/NAME"),
+    (("--service-account", "runner"), "mmgitops: error: --service-account runner: expected NAMESPACE/NAME"),
+    (("--service-account", "ns/runner"), "mmgitops: error: no local cluster is up: `mmgitops local cluster up` "
+                                         "first"),
+])
+def test_a_service_account_kubeconfig_needs_an_account_and_a_cluster(cli, monkeypatch, tmp_path, flags, message):
+    monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path))
+    run = cli("local", "cluster", "kubeconfig", *flags)
+    assert (run.code, run.err.strip()) == (2, message)
+
+
+@pytest.mark.unit
+def test_conform_cleanup_refuses_a_missing_storage_config(cli, tmp_path):
+    run = cli("conform", "cleanup", "--namespace", "team-a", "--storage-config", str(tmp_path / "none.json"))
+    assert (run.code, run.err.strip()) == (2, f"mmgitops: error: --storage-config {tmp_path / 'none.json'}: no such "
+                                              "file")

@@ -24,3 +24,8 @@ class Finding:
 
 class ToolError(Exception):
     """The tool cannot run here (missing kustomize, go, CRDs, bad arguments): exit 2."""
+
+
+class Forbidden(ToolError):
+    """The API server refused the runner a call it needs (403): the run stops, exit 2, with the server's message,
+    which names the verb, the resource and the namespace."""

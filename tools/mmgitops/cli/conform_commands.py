@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mmgitops.cli.args import PORT, seconds, whole
 from mmgitops.cli.common import EXIT_FINDINGS, EXIT_OK, err, kustomize, repo_root
+from mmgitops.errors import ToolError
 from mmgitops.gitops import render
 
 
@@ -14,7 +15,8 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
     co = sub.add_parser(
         "conform", help="run the ModelMesh conformance suite (pytest --pyargs mmgitops.conformance.checks)",
         usage="mmgitops conform [options] [-- PYTEST_ARGS...]\n       mmgitops conform report DIR\n"
-        "       mmgitops conform cleanup [--kubeconfig FILE] [--context NAME]",
+        "       mmgitops conform cleanup [--kubeconfig FILE] [--context NAME] [--namespace NS] "
+        "[--storage-config FILE]",
         description="Run the conformance checks against a target. With no --endpoint the suite starts a small "
         "local mesh of its own and stops it after (~30 s). Arguments after `--` go to pytest as they are.",
         epilog="Exit status: 0 every check passed, 1 a check failed, 2 usage or environment error.")
@@ -48,21 +50,30 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
     cl = co.add_argument_group("cluster target")
     cl.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
     cl.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+    cl.add_argument("--namespace", metavar="NS",
+                    help="run inside NS, which an admin made once (labelled modelmesh-enabled=true, the runner bound "
+                    "by a RoleBinding): no namespace is created or deleted, and only the run's labelled objects are "
+                    "removed (default: an OpenShift project of the run's own, or a labelled namespace on Kubernetes)")
     cl.add_argument("--resolver", choices=("port-forward", "annotation"),
                     help="how the suite reaches runtime pods (default: port-forward)")
     co_sub = co.add_subparsers(dest="conform", metavar="ACTION")
     rep = co_sub.add_parser("report", help="re-render DIR/report.html from DIR/results.json")
     rep.add_argument("dir", type=Path, metavar="DIR")
     clean = co_sub.add_parser("cleanup", help="remove what interrupted runs left: local meshes named conf-<hex>, "
-                              "and with --kubeconfig/--context the cluster namespaces labelled by the suite "
-                              "and the sample models their runs staged in S3")
+                              "and with --kubeconfig/--context/--namespace what runs left on the cluster (their "
+                              "projects or labelled namespaces, or their labelled objects in --namespace NS) and the "
+                              "sample models they staged in S3")
     clean.add_argument("--kubeconfig", dest="cleanup_kubeconfig", metavar="FILE")
     clean.add_argument("--context", dest="cleanup_context", metavar="NAME")
+    clean.add_argument("--namespace", dest="cleanup_namespace", metavar="NS",
+                       help="the namespace runs were given: remove the objects they labelled there")
+    clean.add_argument("--storage-config", dest="cleanup_storage_config", type=Path, metavar="FILE",
+                       help="the storages' credentials, for a runner that may not read the runs' Secrets")
 
 
 # The conform flags that are the suite's own options (mmgitops.conformance.settings), passed on as given.
 CONFORM_FLAGS = ("target", "endpoint", "engine", "gpu_endpoint", "rest_port", "metrics_port", "probe_port",
-                 "kill_command", "kubeconfig", "context", "storage_config", "storage_key", "resolver")
+                 "kill_command", "kubeconfig", "context", "storage_config", "storage_key", "resolver", "namespace")
 
 
 def cmd_conform(args: argparse.Namespace) -> int:
@@ -80,12 +91,16 @@ def cmd_conform(args: argparse.Namespace) -> int:
         from mmgitops.lab.mesh import leftovers as mesh_leftovers
 
         removed, kept = mesh_leftovers.cleanup()
-        if args.cleanup_kubeconfig or args.cleanup_context or args.kubeconfig or args.context:
+        namespace = args.cleanup_namespace or args.namespace
+        storage_config = args.cleanup_storage_config or args.storage_config
+        if args.cleanup_kubeconfig or args.cleanup_context or args.kubeconfig or args.context or namespace:
             from mmgitops.conformance.cluster import leftovers, session
 
+            if storage_config is not None and not storage_config.is_file():
+                raise ToolError(f"--storage-config {storage_config}: no such file")
             api = session.api_client(args.cleanup_kubeconfig or args.kubeconfig,
                                      args.cleanup_context or args.context)
-            more_removed, more_kept = leftovers.cleanup(api)
+            more_removed, more_kept = leftovers.cleanup(api, namespace, storage_config)
             removed, kept = removed + more_removed, kept + more_kept
         print("\n".join([*removed, *kept]) if removed or kept else "nothing to clean up")
         return EXIT_OK

@@ -3,7 +3,8 @@
 1. the local cluster (built and started if it is not up; reused if it is);
 2. the `conformance` profile, installed by a real Argo CD (`local argocd up`, then `local argocd sync
    conformance`), or with `--apply` by `mmgitops apply overlays/conformance` in wave order;
-3. the conformance suite in cluster mode, against the runtimes the ModelMesh stand-in runs;
+3. the conformance suite in cluster mode, against the runtimes the ModelMesh stand-in runs, as the profile's
+   least-privileged runner (a ServiceAccount that may act in namespace mmgitops-conformance only);
 4. the report's path; the report says how the profile was installed.
 """
 
@@ -20,6 +21,7 @@ from mmgitops.gitops import render
 PROFILE = Path("overlays/conformance")
 BOOTSTRAP = "conformance"  # argocd/bootstrap/conformance: the same profile as Applications
 CHURN_MS = 1500  # what the profile's fast-churn component sets
+RUNNER = ("mmgitops-conformance", "conformance-runner")  # the profile's components/conformance/runner-namespace
 SYNC_TIMEOUT = 900.0
 
 
@@ -79,18 +81,30 @@ def _through_argocd(root: Path, progress: Callable[[str], None]) -> dict[str, An
             "sync_seconds": outcome.seconds}
 
 
+def runner_kubeconfig(info: dict[str, Any]) -> Path:
+    """A kubeconfig holding only a token of the profile's conformance runner: the suite runs with the rights a
+    platform team would give it (components/conformance/runner-namespace), not the local cluster's admin ones."""
+    from mmgitops.lab.cluster import identity
+
+    admin = Path(info["kubeconfig"])
+    return identity.service_account_kubeconfig(admin, *RUNNER, admin.parent / "conformance-runner.kubeconfig")
+
+
 def conform(info: dict[str, Any], report: Path) -> int:
     """Step 3: the suite in cluster mode; pytest's output goes straight to the terminal. The report then says
     how the profile was installed."""
     from mmgitops.conformance import report as report_mod
     from mmgitops.conformance import run
 
-    code = run.run({"target": "cluster", "kubeconfig": info["kubeconfig"], "storage_config": info["storage_config"],
-                    "resolver": "port-forward", "min_churn_age_ms": CHURN_MS}, report)
+    kubeconfig = runner_kubeconfig(info)
+    code = run.run({"target": "cluster", "kubeconfig": str(kubeconfig), "namespace": RUNNER[0],
+                    "storage_config": info["storage_config"], "resolver": "port-forward",
+                    "min_churn_age_ms": CHURN_MS}, report)
     results = report / "results.json"
     if results.is_file():
         data = json.loads(results.read_text(encoding="utf-8"))
         data["installed"] = info["installed"]
+        data["target"]["runner"] = f"ServiceAccount {RUNNER[0]}/{RUNNER[1]}"
         results.write_text(json.dumps(data, indent=2), encoding="utf-8")
         report_mod.render(report)
     return code

@@ -27,9 +27,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lb.add_argument("--source", type=Path, metavar="DIR",
                     help="reference: the directory of the upstream tarballs (default: $MMGITOPS_REFERENCE_SOURCES, "
                     "else ../shared/reference/upstream beside the checkout)")
-    lc = local_sub.add_parser("cluster", help="start, stop or inspect the local cluster")
-    lc.add_argument("action", choices=("up", "down", "status"))
+    lc = local_sub.add_parser("cluster", help="start, stop or inspect the local cluster; kubeconfig: act as one of "
+                              "its ServiceAccounts")
+    lc.add_argument("action", choices=("up", "down", "status", "kubeconfig"))
     lc.add_argument("--format", choices=("text", "json"), default="text")
+    lc.add_argument("--service-account", metavar="NS/NAME",
+                    help="kubeconfig: write a kubeconfig whose only credentials are a token of this ServiceAccount "
+                    "(2 h), e.g. mmgitops-conformance/conformance-runner, the conformance profile's runner")
+    lc.add_argument("--output", type=Path, metavar="FILE",
+                    help="kubeconfig: where to write it (default: NAME.kubeconfig in the cluster's state directory)")
     lc.add_argument("--engine", choices=("embedded", "reference"), default="embedded",
                     help="up: what backs each runtime pod: an embedded local-mesh instance (default) or a reference "
                     "pod, the real ModelMesh data plane built from sources (root needed)")
@@ -130,6 +136,9 @@ def cmd_local(args: argparse.Namespace) -> int:
               f"S3 server {info['s3']}, storage config {info['storage_config']}\n"
               f"next: mmgitops apply overlays/conformance --kubeconfig {info['kubeconfig']} (or: make demo)")
         return EXIT_OK
+    if args.action == "kubeconfig":
+        print(service_account_kubeconfig(args.service_account, args.output))
+        return EXIT_OK
     if args.action == "down":
         from mmgitops.lab.argocd import instance
 
@@ -140,6 +149,22 @@ def cmd_local(args: argparse.Namespace) -> int:
     return EXIT_OK if not info["up"] or all(p["running"] for p in info["processes"].values()) else EXIT_FINDINGS
 
 
+def service_account_kubeconfig(account: str | None, output: Path | None) -> Path:
+    from mmgitops.lab.cluster import cluster, identity
+
+    namespace, _, name = (account or "").partition("/")
+    if not namespace or not name:
+        raise ToolError(f"--service-account {account or ''}: expected NAMESPACE/NAME")
+    info = cluster.read_state()
+    if info is None:
+        raise ToolError("no local cluster is up: `mmgitops local cluster up` first")
+    if output is not None and output.exists():
+        raise ToolError(f"--output {output}: exists; choose another file (the command never overwrites one it did "
+                        "not make)")
+    admin = Path(info["kubeconfig"])
+    return identity.service_account_kubeconfig(admin, namespace, name, output or admin.parent / f"{name}.kubeconfig")
+
+
 def print_status(info: dict[str, Any], output: str, what: str, describe: Callable[[dict[str, Any]], str]) -> None:
     import json
 
@@ -148,6 +173,7 @@ def print_status(info: dict[str, Any], output: str, what: str, describe: Callabl
 
 def describe_cluster(info: dict[str, Any]) -> str:
     return "\n".join([f"API server {info['server']}, kubeconfig {info['kubeconfig']}, mesh engine {info['engine']}",
+                      *([f"audit log {info['audit_log']}"] if info.get("audit_log") else []),
                       *(f"  {name:<24} pid {proc['pid']:<8} {'running' if proc['running'] else 'NOT running'}"
                         for name, proc in info["processes"].items())])
 

@@ -3,8 +3,9 @@
 Without --endpoint and --target cluster, the suite starts a small local mesh for the session (the embedded one, or
 reference pods with `--engine reference`) through `mmgitops local mesh up` and stops it after. `--endpoint
 POD=HOST:PORT[,...]` points the checks at running ModelMesh pods instead, with the sample models staged in
-`--storage-config`. `--target cluster` creates a namespace of the run's own on the kubeconfig's cluster, with two
-ServingRuntimes made from this repo's templates (a CPU one and a one-replica GPU one), and deletes it at the end.
+`--storage-config`. `--target cluster` works in the namespace `--namespace` names, or one it makes (an OpenShift
+project, or a labelled namespace), with two ServingRuntimes made from this repo's templates (a CPU one and a
+one-replica GPU one), and removes what it made at the end.
 Locally, the packing and resilience checks start meshes of their own shape (one GPU pod; a mesh to kill a pod of).
 
 Registered by the plugin; clients, gRPC and the Kubernetes client load inside the fixtures that need them.
@@ -24,7 +25,7 @@ from mmgitops.conformance import plugin
 from mmgitops.conformance.settings import SETTINGS, Settings
 from mmgitops.conformance.steps import Deployments, tracked
 from mmgitops.conformance.target import UNIT_BYTES, SampleRef, Target
-from mmgitops.errors import ToolError
+from mmgitops.errors import Forbidden, ToolError
 
 # pytest.exit's code for a run that cannot start (a bad file, an unreachable target): `mmgitops conform` exits 2.
 CANNOT_RUN = pytest.ExitCode.USAGE_ERROR
@@ -131,7 +132,7 @@ def cluster_session(conformance_settings: Settings, request: pytest.FixtureReque
             raise ToolError(f"{chosen.storage_config}: {len(entries)} storages; choose one with --storage-key")
         api = session.api_client(chosen.kubeconfig, chosen.context)
         opened = session.Session(api, run_id, chosen.storage_config, chosen.storage_key or next(iter(entries)),
-                                 progress(request.config))
+                                 progress(request.config), chosen.namespace)
         opened.open()
     except BaseException as error:  # Ctrl-C included: what open() made so far is removed
         if opened is not None:
@@ -159,10 +160,14 @@ def cluster_runtime(request: pytest.FixtureRequest, kind: str, replicas: int, ca
     try:
         template = objects.read_template("cpu")
         placement = objects.read_template("gpu")["spec"] if kind == "gpu" else None
-        runtime = objects.serving_runtime(template, f"conf-{kind}", made.run_id, replicas, capacity_models,
-                                          gpu=kind == "gpu", gpu_placement=placement)
+        runtime = objects.serving_runtime(template, f"conf-{kind}", made.namespace, made.run_id, replicas,
+                                          capacity_models, gpu=kind == "gpu", gpu_placement=placement)
         chosen = cluster_target.open_target(made, runtime, chosen_settings.min_churn_age_ms, chosen_settings.resolver)
-        request.config.stash[plugin.TARGET_INFO].update(server=str(made.api.configuration.host), **chosen.backing())
+        request.config.stash[plugin.TARGET_INFO].update(server=str(made.api.configuration.host),
+                                                        namespace=f"{made.namespace} ({made.place.kind})",
+                                                        **chosen.backing())
+    except Forbidden as error:
+        pytest.exit(str(error), returncode=CANNOT_RUN)
     except ToolError as error:
         pytest.fail(str(error))
     try:

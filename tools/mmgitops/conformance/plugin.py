@@ -23,6 +23,7 @@ import pytest
 
 from mmgitops.conformance import settings
 from mmgitops.conformance.groups import GROUPS, RUN_ORDER
+from mmgitops.errors import Forbidden
 
 MEASUREMENTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 RESULTS = pytest.StashKey[dict[str, dict[str, Any]]]()
@@ -117,6 +118,20 @@ class _Outcomes:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.forbidden = ""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        yield
+        # A call the API server refuses the runner fails every check after it the same way: stop, exit 2, one line.
+        if call.excinfo is not None and isinstance(call.excinfo.value, Forbidden) and not self.forbidden:
+            self.forbidden = str(call.excinfo.value)
+            item.session.shouldstop = f"forbidden: {self.forbidden}"
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.forbidden:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.config.stash[RESULTS].setdefault(report.nodeid, {

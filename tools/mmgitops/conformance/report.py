@@ -223,6 +223,8 @@ code { font-size: 0.95em; } img { max-width: 100%; }
 {% if run.options.endpoint %}endpoints <code>{{ run.options.endpoint }}</code>
 {%- elif run.target.engine == "reference" %}reference pods, ModelMesh <code>{{ run.target.reference_commit }}</code>
 {%- elif run.options.target == "cluster" %}cluster <code>{{ run.target.server }}</code>
+{%- if run.target.namespace %}, namespace <code>{{ run.target.namespace }}</code>{% endif %}
+{%- if run.target.runner %}, as {{ run.target.runner }}{% endif %}
 {%- if run.target.mesh_engine %}, runtime pods backed by the {{ run.target.mesh_engine }} engine
 {%- if run.target.reference_commit %} (ModelMesh <code>{{ run.target.reference_commit }}</code>){% endif %}{% endif %}
 {%- else %}embedded local mesh{% endif %}

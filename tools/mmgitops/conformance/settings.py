@@ -29,7 +29,7 @@ EMBEDDED_CHURN_MS = 1500
 
 # Flags that only make sense with another one, by the option's dest.
 ENDPOINT_ONLY = ("gpu_endpoint", "rest_port", "metrics_port", "probe_port", "kill_command")
-CLUSTER_ONLY = ("kubeconfig", "context", "resolver", "capacity_models")
+CLUSTER_ONLY = ("kubeconfig", "context", "resolver", "capacity_models", "namespace")
 STORAGE = ("storage_config", "storage_key")
 
 
@@ -53,6 +53,7 @@ class Settings:
     storage_key: str | None = None
     resolver: str = "port-forward"
     capacity_models: int = DEFAULT_CAPACITY_MODELS
+    namespace: str | None = None
 
     @property
     def cluster(self) -> bool:
@@ -113,6 +114,10 @@ def add_options(parser: pytest.Parser) -> None:
     add("storage_key", help="which storage of --storage-config to use (default: the only one)")
     add("resolver", choices=RESOLVERS, help="--target cluster: how runtime pods are reached (default: port-forward; "
                                             "`annotation` is for the local cluster's stand-in controller)")
+    add("namespace", metavar="NS",
+        help="--target cluster: run in this namespace, which an admin made and labelled modelmesh-enabled=true; the "
+             "run creates and deletes no namespace and removes only the objects it labelled (default: an OpenShift "
+             "project of the run's own where the API offers ProjectRequests, else a labelled namespace)")
     add("capacity_models", type=int, help="--target cluster: the CPU runtime's model cache, in small models per pod "
                                           f"(default: {DEFAULT_CAPACITY_MODELS})")
 
@@ -172,11 +177,15 @@ def from_values(values: dict[str, object]) -> Settings:
         if not path.is_file():
             raise pytest.UsageError(f"--storage-config {given['storage_config']}: no such file")
         given["storage_config"] = path
+    if "namespace" in given and not _NAMESPACE.fullmatch(str(given["namespace"])):
+        raise pytest.UsageError(f"--namespace {given['namespace']}: not a namespace name (lower-case letters, digits "
+                                "and '-', at most 63)")
     if "kubeconfig" in given:
         given["kubeconfig"] = str(Path(str(given["kubeconfig"])).expanduser().resolve())
     return Settings(**given)  # type: ignore[arg-type]
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # A pod name as Kubernetes allows it, and a HOST:PORT with an IPv6 host in brackets.
 _POD = re.compile(r"[\w.\-]+")
 _ADDRESS = re.compile(r"[\w.\-\[\]:]+:\d+")

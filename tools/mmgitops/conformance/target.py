@@ -7,7 +7,7 @@ the same word a user sees on the cluster, not the mesh's internal enum.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mmgitops.modelmesh import ids
@@ -95,6 +95,9 @@ class Platform:
     runtime_containers: list[str]  # the containers a runtime pod of it must run
     runtime_pods: list[RuntimePod]
     services: list[ServiceReadiness]
+    # What the runner may not read (403), by part ("dsc", "controller"), with the API server's message: the checks
+    # of that part are skipped, not failed, since a least-privileged runner is not a broken platform.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 class TargetError(Exception):

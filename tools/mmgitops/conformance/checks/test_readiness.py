@@ -51,7 +51,14 @@ def test_every_pod_answers_its_readiness_probe(target, loaded):
     assert {pod: target.probe_ready(pod) for pod in pods} == {pod: True for pod in pods}
 
 
+def readable(platform: Platform, part: str) -> None:
+    if part in platform.unreadable:
+        pytest.skip(f"the runner may not read it ({platform.unreadable[part]}); bind ClusterRole "
+                    "mmgitops-conformance-reader to run this check")
+
+
 def test_the_datasciencecluster_is_ready_with_modelmesh_serving_ready(platform):
+    readable(platform, "dsc")
     assert platform.dsc, "no DataScienceCluster on the cluster"
     conditions = platform.dsc_conditions
     assert (conditions.get("Ready"), conditions.get("ModelMeshServingReady")) == ("True", "True"), \
@@ -59,6 +66,8 @@ def test_the_datasciencecluster_is_ready_with_modelmesh_serving_ready(platform):
 
 
 def test_the_modelmesh_controller_is_available(platform):
+    readable(platform, "dsc")  # the DSCI names the controller's namespace
+    readable(platform, "controller")
     assert platform.controller_available, f"deployment {platform.controller} is not Available"
 
 
@@ -97,7 +106,8 @@ def profile_services(platform: Platform, request: pytest.FixtureRequest) -> list
     try:
         items = session.custom.list_namespaced_custom_object(*ISVC[:2], PROFILE_NAMESPACE, ISVC[2])["items"]
     except ApiException as error:
-        pytest.skip(f"cannot list the InferenceServices of namespace {PROFILE_NAMESPACE}: {reason(error)}")
+        hint = "; bind ClusterRole mmgitops-conformance-reader to run this check" if error.status == 403 else ""
+        pytest.skip(f"cannot list the InferenceServices of namespace {PROFILE_NAMESPACE}: {reason(error)}{hint}")
     services = [i for i in items if (i["metadata"].get("annotations") or {}).get(MODE) == "ModelMesh"]
     if not services:
         pytest.skip(f"no ModelMesh InferenceService in namespace {PROFILE_NAMESPACE}: the profile's samples are not "

@@ -40,17 +40,28 @@ def _meta(name: str, run_id: str, namespace: str | None = None, **extra: Any) ->
     return meta
 
 
-def namespace(run_id: str, runner: str, storage_key: str) -> dict[str, Any]:
+def namespace_labels(run_id: str) -> dict[str, str]:
     # modelmesh-enabled: RHOAI's modelmesh-controller serves only namespaces that carry it.
+    return {RUN_LABEL: run_id, "modelmesh-enabled": "true"}
+
+
+def namespace_annotations(runner: str, storage_key: str) -> dict[str, str]:
+    return {RUNNER_ANNOTATION: runner, SAMPLES_ANNOTATION: storage_key}
+
+
+def namespace(run_id: str, runner: str, storage_key: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": _meta(namespace_name(run_id), run_id, labels={"modelmesh-enabled": "true"},
-                              annotations={RUNNER_ANNOTATION: runner, SAMPLES_ANNOTATION: storage_key})}
+            "metadata": {"name": namespace_name(run_id), "labels": namespace_labels(run_id),
+                         "annotations": namespace_annotations(runner, storage_key)}}
 
 
-def storage_secret(run_id: str, entries: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """ModelMesh's storage-config Secret: one key per storage, each value the storage's JSON."""
+def storage_secret(namespace: str, run_id: str, runner: str, storage_key: str,
+                   entries: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """ModelMesh's storage-config Secret: one key per storage, each value the storage's JSON. It names the run's
+    owner and the storage of its samples too: in a namespace the run was given, it is what cleanup finds."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": _meta(STORAGE_SECRET, run_id, namespace_name(run_id)),
+            "metadata": _meta(STORAGE_SECRET, run_id, namespace,
+                              annotations=namespace_annotations(runner, storage_key)),
             "stringData": {key: json.dumps(entry) for key, entry in entries.items()}}
 
 
@@ -71,8 +82,8 @@ def read_template(kind: str) -> dict[str, Any]:
 DEFAULT_MODELSIZE = "DEFAULT_MODELSIZE"  # the MLServer adapter's default model size, in bytes
 
 
-def serving_runtime(template: dict[str, Any], name: str, run_id: str, replicas: int, capacity_models: int,
-                    gpu: bool, gpu_placement: dict[str, Any] | None = None) -> dict[str, Any]:
+def serving_runtime(template: dict[str, Any], name: str, namespace: str, run_id: str, replicas: int,
+                    capacity_models: int, gpu: bool, gpu_placement: dict[str, Any] | None = None) -> dict[str, Any]:
     """The template under a new name in the run's namespace, with `replicas` pods whose model cache holds
     about `capacity_models` one-unit models (capacity = the runtime container's memory request minus
     memBufferBytes), and for `gpu` one `nvidia.com/gpu` per pod placed as the repo's GPU runtime places it."""
@@ -107,16 +118,16 @@ def serving_runtime(template: dict[str, Any], name: str, run_id: str, replicas: 
                 spec[field] = copy.deepcopy(gpu_placement[field])
     annotations = {k: v for k, v in (body.get("metadata", {}).get("annotations") or {}).items()
                    if not k.startswith("argocd.argoproj.io/")}
-    body["metadata"] = _meta(name, run_id, namespace_name(run_id), annotations=annotations)
+    body["metadata"] = _meta(name, run_id, namespace, annotations=annotations)
     body["spec"] = spec
     return body
 
 
-def inference_service(name: str, run_id: str, runtime: str, model_format: str, storage_key: str,
+def inference_service(name: str, namespace: str, run_id: str, runtime: str, model_format: str, storage_key: str,
                       bucket: str, path: str) -> dict[str, Any]:
     return {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": _meta(name, run_id, namespace_name(run_id), annotations={DEPLOYMENT_MODE: "ModelMesh"}),
+        "metadata": _meta(name, run_id, namespace, annotations={DEPLOYMENT_MODE: "ModelMesh"}),
         "spec": {"predictor": {"model": {
             "modelFormat": {"name": model_format},
             "runtime": runtime,

@@ -12,6 +12,7 @@ from kubernetes.client.rest import ApiException
 from mmgitops.conformance.cluster import objects
 from mmgitops.conformance.cluster.session import Session
 from mmgitops.conformance.target import Platform, RuntimePod, ServiceReadiness, TargetError
+from mmgitops.errors import Forbidden
 
 CONTROLLER = "modelmesh-controller"
 DEFAULT_APPLICATIONS_NAMESPACE = "redhat-ods-applications"  # RHOAI's default DSCI applicationsNamespace
@@ -20,19 +21,27 @@ ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 
 def read(session: Session, runtime: dict[str, Any], pods: list[Any]) -> Platform:
     """The platform around one runtime of the run: `pods` are its pods, as the target lists them."""
-    dscs = _list_cluster(session.custom, "datasciencecluster.opendatahub.io", "v1", "datascienceclusters")
-    dscis = _list_cluster(session.custom, "dscinitialization.opendatahub.io", "v1", "dscinitializations")
+    unreadable: dict[str, str] = {}
+    dscs = _list_cluster(session.custom, "datasciencecluster.opendatahub.io", "v1", "datascienceclusters",
+                         unreadable, "dsc")
+    dscis = _list_cluster(session.custom, "dscinitialization.opendatahub.io", "v1", "dscinitializations",
+                          unreadable, "dsc")
     apps = next((str(get(d, "spec", "applicationsNamespace")) for d in dscis
                  if get(d, "spec", "applicationsNamespace")), DEFAULT_APPLICATIONS_NAMESPACE)
+    available = False
     try:
         deployment = session.apps.read_namespaced_deployment(CONTROLLER, apps)
         available = any(c.type == "Available" and c.status == "True" for c in (deployment.status.conditions or []))
     except ApiException as error:
-        if error.status != 404:
+        if error.status == 403:
+            unreadable["controller"] = reason(error)
+        elif error.status != 404:
             raise TargetError("UNAVAILABLE", f"deployment {apps}/{CONTROLLER}: {reason(error)}") from None
-        available = False
     name, spec = runtime["metadata"]["name"], runtime["spec"]
-    isvcs = session.custom.list_namespaced_custom_object(*ISVC[:2], session.namespace, ISVC[2])["items"]
+    try:
+        isvcs = session.custom.list_namespaced_custom_object(*ISVC[:2], session.namespace, ISVC[2])["items"]
+    except ApiException as error:
+        raise api_error(error, f"inferenceservices in namespace {session.namespace}") from None
     return Platform(
         namespace=session.namespace,
         dsc=dscs[0]["metadata"]["name"] if dscs else "",
@@ -51,6 +60,7 @@ def read(session: Session, runtime: dict[str, Any], pods: list[Any]) -> Platform
             str(get(i, "status", "components", "predictor", "grpcUrl")),
             str(get(i, "status", "components", "predictor", "restUrl")),
         ) for i in isvcs if get(i, "spec", "predictor", "model", "runtime") == name],
+        unreadable=unreadable,
     )
 
 
@@ -70,11 +80,15 @@ def _runtime_pod(core: client.CoreV1Api, pod: Any) -> RuntimePod:
                       node, requested, node_gpus)
 
 
-def _list_cluster(custom: client.CustomObjectsApi, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+def _list_cluster(custom: client.CustomObjectsApi, group: str, version: str, plural: str,
+                  unreadable: dict[str, str], part: str) -> list[dict[str, Any]]:
     try:
         return list(custom.list_cluster_custom_object(group, version, plural)["items"])
     except ApiException as error:
-        if error.status in (403, 404):  # not installed, or the runner may not read it: the check says so
+        if error.status == 403:
+            unreadable.setdefault(part, reason(error))
+            return []
+        if error.status == 404:  # not installed: the check says so
             return []
         raise TargetError("UNAVAILABLE", f"{plural}.{group}: {reason(error)}") from None
     except urllib3.exceptions.HTTPError as error:
@@ -91,6 +105,14 @@ def get(obj: Any, *path: str) -> Any:
 def pod_ready(pod: Any) -> bool:
     return pod.status is not None and pod.status.phase == "Running" and any(
         c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def api_error(error: ApiException, what: str, code: str = "UNAVAILABLE") -> Exception:
+    """A 403 stops the run (Forbidden, exit 2): the API server's message names the verb, the resource and the
+    namespace, and no check can pass without the call. Anything else is the target's error."""
+    if error.status == 403:
+        return Forbidden(reason(error))
+    return TargetError(code, f"{what}: {reason(error)}")
 
 
 def reason(error: ApiException) -> str:

@@ -1,7 +1,8 @@
 """One conformance run on a cluster: its namespace, its storage Secret and its sample models in S3.
 
-Everything is created under the run's label in a namespace of the run's own, and removed at the end:
-the namespace (with all it holds) and the S3 objects under the run's prefix. Nothing unlabelled is touched.
+Everything is created under the run's label, in the namespace the run was given or one it made (namespaces.py),
+and removed at the end: a namespace the run made with all it holds, else each object the run labelled; and the S3
+objects under the run's prefix. Nothing unlabelled is touched.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from mmgitops.conformance import staging
-from mmgitops.conformance.cluster import objects
+from mmgitops.conformance.cluster import access, namespaces, objects
 from mmgitops.conformance.target import SampleRef
 from mmgitops.errors import ToolError
 from mmgitops.modelmesh import storage
@@ -45,32 +45,58 @@ def runner() -> str:
 
 class Session:
     def __init__(self, api: client.ApiClient, run_id: str, storage_config: Path, storage_key: str,
-                 progress: Callable[[str], None] = lambda _: None) -> None:
+                 progress: Callable[[str], None] = lambda _: None, namespace: str | None = None) -> None:
         self.storage_key, self.entry = staging.choose(storage_config, storage_key)
         self.entries = storage.load_config(storage_config)
         self.api, self.run_id, self.progress = api, run_id, progress
         self.core, self.apps = client.CoreV1Api(api), client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self.namespace = objects.namespace_name(run_id)
+        self.place = namespaces.choose(api, namespace, run_id, runner(), self.storage_key)
+        self.namespace = self.place.name
         self.samples: list[SampleRef] = []
+        self.secret_made = False
 
     def open(self) -> None:
-        self.progress(f"creating namespace {self.namespace}")
-        _create(lambda: self.core.create_namespace(objects.namespace(self.run_id, runner(), self.storage_key)),
-                f"namespace {self.namespace}")
-        _create(lambda: self.core.create_namespaced_secret(
-            self.namespace, objects.storage_secret(self.run_id, {k: e.to_json() for k, e in self.entries.items()})),
-            f"secret {self.namespace}/{objects.STORAGE_SECRET}")
+        self.progress(f"{'checking' if isinstance(self.place, namespaces.Given) else 'creating'} "
+                      f"{self.place.kind} {self.namespace}")
+        self.place.open()
+        # Every call the checks make in the namespace, asked before anything is made there: a missing right is one
+        # line now, not a check failing half-way.
+        access.require(self.api, self.namespace, access.in_namespace(self.place.role), self.place.fix,
+                       self.place.settle_s)
+        secret = objects.storage_secret(self.namespace, self.run_id, runner(), self.storage_key,
+                                        {k: e.to_json() for k, e in self.entries.items()})
+        try:
+            self.core.create_namespaced_secret(self.namespace, secret)
+        except ApiException as error:
+            raise self._secret_refused(error) from None
+        self.secret_made = True
         self.samples = staging.stage(self.entry, self.storage_key, self.run_id, self.progress)
+
+    def _secret_refused(self, error: ApiException) -> ToolError:
+        where = f"secret {self.namespace}/{objects.STORAGE_SECRET}"
+        if error.status == 403:
+            return ToolError(f"{where}: this user may not create secrets in namespace {self.namespace}")
+        if error.status != 409:
+            return ToolError(f"cannot create {where}: {error.status} {error.reason}")
+        try:
+            labels = self.core.read_namespaced_secret(objects.STORAGE_SECRET, self.namespace).metadata.labels or {}
+        except ApiException:
+            labels = {}
+        if objects.RUN_LABEL in labels:
+            return ToolError(f"{where}: run {labels[objects.RUN_LABEL]} left it, or is still going: `mmgitops "
+                             f"conform cleanup --namespace {self.namespace}` removes a killed run's objects")
+        # ModelMesh reads one storage Secret per namespace by name: the run's would replace the user's.
+        return ToolError(f"{where}: exists and is not the suite's; the run writes its own storage-config, so give "
+                         "it a namespace without one")
 
     def close(self) -> list[str]:
         """Remove what open() made; returns a line per part it could not remove."""
         failures = []
-        try:
-            self.core.delete_namespace(self.namespace, propagation_policy="Background")
-        except ApiException as error:
-            if error.status != 404:
-                failures.append(f"namespace {self.namespace}: {error.reason}")
+        if isinstance(self.place, namespaces.Given):
+            failures += remove_labelled(self.api, self.namespace, f"{objects.RUN_LABEL}={self.run_id}",
+                                        secret=self.secret_made)
+        failures += self.place.close()
         try:
             staging.remove(self.entry, self.run_id)
         except Exception as error:  # teardown reports what is left instead of stopping
@@ -78,8 +104,33 @@ class Session:
         return failures
 
 
-def _create(make: Callable[[], Any], what: str) -> None:
-    try:
-        make()
-    except ApiException as error:
-        raise ToolError(f"cannot create {what}: {error.status} {error.reason}") from None
+KINDS = (("serving.kserve.io", "v1beta1", "inferenceservices"), ("serving.kserve.io", "v1alpha1", "servingruntimes"))
+
+
+def remove_labelled(api: client.ApiClient, namespace: str, selector: str, secret: bool = True) -> list[str]:
+    """Delete the InferenceServices, then the ServingRuntimes the selector picks, then with `secret` the storage
+    Secret, by name (the runner may not list Secrets: the caller knows it is the run's); a line per object that
+    could not be deleted."""
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    failures = []
+    for group, version, plural in KINDS:
+        try:
+            items = custom.list_namespaced_custom_object(group, version, namespace, plural,
+                                                         label_selector=selector)["items"]
+        except ApiException as error:
+            failures.append(f"{plural} in namespace {namespace}: cannot list: {error.reason}")
+            continue
+        for item in items:
+            name = item["metadata"]["name"]
+            try:
+                custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
+            except ApiException as error:
+                if error.status != 404:
+                    failures.append(f"{plural} {namespace}/{name}: {error.reason}")
+    if secret:
+        try:
+            core.delete_namespaced_secret(objects.STORAGE_SECRET, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                failures.append(f"secret {namespace}/{objects.STORAGE_SECRET}: {error.reason}")
+    return failures

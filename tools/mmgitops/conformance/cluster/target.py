@@ -18,7 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from mmgitops.conformance import clients
 from mmgitops.conformance.cluster import objects, platform, resolve
-from mmgitops.conformance.cluster.platform import get, pod_ready, reason
+from mmgitops.conformance.cluster.platform import api_error, get, pod_ready, reason
 from mmgitops.conformance.cluster.session import Session
 from mmgitops.conformance.target import (
     GONE,
@@ -28,7 +28,7 @@ from mmgitops.conformance.target import (
     SampleRef,
     TargetError,
 )
-from mmgitops.errors import ToolError
+from mmgitops.errors import Forbidden, ToolError
 
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
@@ -61,6 +61,8 @@ class ClusterTarget:
         try:
             s.custom.create_namespaced_custom_object(*RUNTIMES[:2], s.namespace, RUNTIMES[2], self.runtime_body)
         except ApiException as error:
+            if error.status == 403:
+                raise Forbidden(reason(error)) from None
             raise ToolError(f"cannot create ServingRuntime {s.namespace}/{self.runtime}: {reason(error)}") from None
         placeholder = f"{self.runtime}-up"
         self._create_isvc(placeholder, s.samples[0])
@@ -86,8 +88,11 @@ class ClusterTarget:
 
     def _runtime_pods(self) -> list[Any]:
         prefix = f"modelmesh-serving-{self.runtime}-"
-        listed = [p for p in self.session.core.list_namespaced_pod(self.session.namespace).items
-                  if p.metadata.name.startswith(prefix)]
+        try:
+            items = self.session.core.list_namespaced_pod(self.session.namespace).items
+        except ApiException as error:
+            raise api_error(error, f"pods in namespace {self.session.namespace}") from None
+        listed = [p for p in items if p.metadata.name.startswith(prefix)]
         with self._lock:
             self._seen_pods.update(p.metadata.name for p in listed)
         return [p for p in listed if p.metadata.deletion_timestamp is None]
@@ -147,14 +152,13 @@ class ClusterTarget:
     # ---- models -----------------------------------------------------------------------------
     def _create_isvc(self, name: str, sample: SampleRef) -> None:
         key = json.loads(sample.key)
-        body = objects.inference_service(name, self.session.run_id, self.runtime, sample.type, key["storage_key"],
-                                         key["storage_params"]["bucket"], sample.path)
         s = self.session
+        body = objects.inference_service(name, s.namespace, s.run_id, self.runtime, sample.type, key["storage_key"],
+                                         key["storage_params"]["bucket"], sample.path)
         try:
             s.custom.create_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], body)
         except ApiException as error:
-            raise TargetError("INVALID_ARGUMENT", f"InferenceService {s.namespace}/{name}: {reason(error)}"
-                              ) from None
+            raise api_error(error, f"InferenceService {s.namespace}/{name}", "INVALID_ARGUMENT") from None
 
     def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed:
         """Create the InferenceService (ModelMesh loads it at once, whatever `load` says) and learn the concrete
@@ -180,7 +184,7 @@ class ClusterTarget:
             s.custom.delete_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], name)
         except ApiException as error:
             if error.status != 404:
-                raise TargetError("INTERNAL", f"InferenceService {s.namespace}/{name}: {reason(error)}") from None
+                raise api_error(error, f"InferenceService {s.namespace}/{name}", "INTERNAL") from None
 
     def _isvc(self, name: str) -> dict[str, Any] | None:
         s = self.session
@@ -189,7 +193,7 @@ class ClusterTarget:
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise TargetError("UNAVAILABLE", f"InferenceService {s.namespace}/{name}: {reason(error)}") from None
+            raise api_error(error, f"InferenceService {s.namespace}/{name}") from None
 
     def model_state(self, name: str) -> str:
         isvc = self._isvc(name)
@@ -235,7 +239,7 @@ class ClusterTarget:
         try:
             s.core.delete_namespaced_pod(pod, s.namespace, grace_period_seconds=0)
         except ApiException as error:
-            raise TargetError("INTERNAL", f"pod {s.namespace}/{pod}: {reason(error)}") from None
+            raise api_error(error, f"pod {s.namespace}/{pod}", "INTERNAL") from None
         with self._lock:
             self._pods = (0.0, [])
         self._drop(pod)

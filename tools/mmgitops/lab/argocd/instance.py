@@ -18,13 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab import netns
 from mmgitops.lab.argocd import build, gitserver, objects, reposource
-from mmgitops.lab.cluster import cluster
+from mmgitops.lab.cluster import cluster, identity
 from mmgitops.lab.ports import free_port
 from mmgitops.lab.spawn import spawn
 from mmgitops.lab.state import state_root
@@ -65,20 +63,6 @@ def _wait_port(what: str, port: int, pid: int, log: Path, timeout: float = 60.0)
     raise ToolError(f"{what} did not listen on 127.0.0.1:{port} in {timeout:.0f} s (log {log})")
 
 
-def _kubeconfig(server: str, admin: Path, token: str, path: Path) -> Path:
-    """A kubeconfig for the controller: the cluster entry of the admin's, and the ServiceAccount's token."""
-    entry = dict(yaml.safe_load(admin.read_text(encoding="utf-8"))["clusters"][0]["cluster"])
-    entry["server"] = server
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "argocd",
-              "clusters": [{"name": "local", "cluster": entry}],
-              "users": [{"name": objects.CONTROLLER_SA, "user": {"token": token}}],
-              "contexts": [{"name": "argocd", "context": {"cluster": "local", "user": objects.CONTROLLER_SA,
-                                                         "namespace": objects.NAMESPACE}}]}
-    path.touch(mode=0o600)
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
 def publish(root: Path, info: dict[str, Any]) -> gitserver.Snapshot:
     """Serve the checkout's working tree now, with the repo-source patch that points the apps at this server."""
     repo = gitserver.init(state_dir() / "git")
@@ -113,8 +97,8 @@ def up(root: Path, progress: Callable[[str], None]) -> dict[str, Any]:
         api = kconfig.new_client_from_config(config_file=str(admin))
         progress(f"creating the {objects.NAMESPACE} namespace, argocd-cm, argocd-secret and the controller's RBAC")
         objects.create(api)
-        controller_kubeconfig = _kubeconfig(found["server"], admin, objects.token(api),
-                                            state / "controller.kubeconfig")
+        controller_kubeconfig = identity.kubeconfig(admin, objects.token(api), state / "controller.kubeconfig",
+                                                    objects.CONTROLLER_SA, found["server"], objects.NAMESPACE)
 
         ports = {"git": free_port(), "redis": free_port(), "repo_server": free_port(),
                  "repo_server_metrics": free_port(), "controller_metrics": free_port()}

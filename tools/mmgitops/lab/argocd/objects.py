@@ -10,9 +10,8 @@ import secrets
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
-from mmgitops.errors import ToolError
+from mmgitops.lab.cluster import bootstrap, identity
 
 NAMESPACE = "openshift-gitops"
 CONTROLLER_SA = "openshift-gitops-argocd-application-controller"
@@ -46,24 +45,10 @@ def manifests() -> list[dict[str, Any]]:
 
 def create(api: client.ApiClient) -> None:
     """Create what is missing; what exists is left as it is (a second `up` keeps the first one's key)."""
-    from kubernetes import utils
-
-    for body in manifests():
-        try:
-            utils.create_from_dict(api, body)
-        except utils.FailToCreateError as exc:
-            if any(getattr(e, "status", None) != 409 for e in exc.api_exceptions):
-                raise
+    bootstrap.create_missing(api, manifests())
 
 
 def token(api: client.ApiClient, seconds: int = 7 * 86400) -> str:
-    """A bound token of the controller's ServiceAccount (TokenRequest): it acts with that account's rights. The API
-    server may shorten its life; an instance that outlives it needs `down` and `up`."""
-    core = client.CoreV1Api(api)
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-               "spec": {"expirationSeconds": seconds}}
-    try:
-        answer = core.create_namespaced_service_account_token(CONTROLLER_SA, NAMESPACE, request)
-    except ApiException as exc:
-        raise ToolError(f"TokenRequest for {NAMESPACE}/{CONTROLLER_SA}: {exc.reason}") from exc
-    return str(answer.status.token)
+    """A bound token of the controller's ServiceAccount: it acts with that account's rights. The API server may
+    shorten its life; an instance that outlives it needs `down` and `up`."""
+    return identity.token(api, NAMESPACE, CONTROLLER_SA, seconds)

@@ -17,13 +17,17 @@ import yaml
 from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab import binaries
-from mmgitops.lab.cluster import nodes
+from mmgitops.lab.cluster import audit, nodes
 from mmgitops.lab.ports import free_port
 from mmgitops.lab.standins import modelmesh
 from mmgitops.lab.standins.modelmesh import engines
 from mmgitops.lab.state import state_root
 
 S3_KEY, S3_BUCKET = "localS3", "models"
+# The tests' least-privileged ServiceAccounts live here; the API server audits their requests, and only theirs,
+# and those of the conformance profile's runner (components/conformance/runner-namespace), which `make demo` runs as.
+AUDITED_NAMESPACE = "mmgitops-identities"
+AUDITED = (AUDITED_NAMESPACE, "mmgitops-conformance")
 
 
 def name() -> str:
@@ -37,6 +41,11 @@ def state_dir() -> Path:
 
 def kubeconfig_path() -> Path:
     return state_dir() / "kubeconfig"
+
+
+def pki_dir() -> Path:
+    """kwokctl's certificates: ca.crt, and admin.crt/admin.key (the admin's, and kube-apiserver's serving pair)."""
+    return Path.home() / ".kwok" / "clusters" / name() / "pki"
 
 
 def _kwokctl_config(ports: dict[str, int]) -> dict[str, Any]:
@@ -97,9 +106,12 @@ def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[
     bins, built = binaries.ensure(progress)
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
-    ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port(), "kwok": free_port()}
+    ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port(), "kwok": free_port(),
+             "projects": free_port()}
     config = state / "kwokctl.yaml"
     config.write_text(yaml.safe_dump(_kwokctl_config(ports)), encoding="utf-8")
+    audit_policy = state / "audit-policy.yaml"
+    audit_policy.write_text(yaml.safe_dump(audit.policy(AUDITED)), encoding="utf-8")
     progress("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok")
     proc = _kwokctl(bins, "-c", str(config), "create", "cluster", "--runtime", "binary",
                     "--etcd-port", str(ports["etcd"]), "--kube-apiserver-port", str(ports["apiserver"]),
@@ -107,22 +119,25 @@ def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[
                     "--kube-controller-manager-binary", str(bins.kube_controller_manager),
                     "--kube-scheduler-binary", str(bins.kube_scheduler),
                     "--etcd-binary", str(bins.etcd), "--kwok-controller-binary", str(bins.kwok),
-                    "--enable-crds", "PortForward",
+                    "--enable-crds", "PortForward", "--kube-audit-policy", str(audit_policy),
                     "--kubeconfig", str(kubeconfig_path()), "--wait", "120s", log=state / "kwokctl.log")
     if proc.returncode != 0:
         _kwokctl(bins, "delete", "cluster", log=state / "kwokctl.log")
         raise ToolError(f"kwokctl create cluster failed: {_last_message(proc.stderr or proc.stdout)} "
                         f"(log: {state / 'kwokctl.log'})")
     info = {"name": name(), "kubeconfig": str(kubeconfig_path()), "ports": ports,
-            "server": f"https://127.0.0.1:{ports['apiserver']}", "built": built, "engine": engine}
+            "server": f"https://127.0.0.1:{ports['apiserver']}", "built": built, "engine": engine,
+            "audit_log": str(audit.log_path())}
     (state / "cluster.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     from mmgitops.lab.cluster import bootstrap
 
     try:
         progress("adding nodes and installing the pinned CRDs")
-        bootstrap.populate(kubeconfig_path(), nodes.cluster_nodes())
+        bootstrap.populate(kubeconfig_path(), nodes.cluster_nodes(), AUDITED_NAMESPACE)
         progress("starting the operator stand-ins and an S3 server")
-        info["standins_pid"] = _start_standins(state, engine)
+        info["standins_pid"] = _start_standins(state, engine, ports["projects"])
+        progress("registering the project.openshift.io API")
+        bootstrap.register_projects(kubeconfig_path(), ports["projects"])
         info.update(_start_s3(state))
     except BaseException:
         down()  # a half-started cluster helps nobody: stop what this call started
@@ -142,10 +157,10 @@ def _check_reference(progress: Callable[[str], None]) -> None:
     build.build(None, lambda text: progress(f"building the reference pods: {text}"))
 
 
-def _start_standins(state: Path, engine: str) -> int:
+def _start_standins(state: Path, engine: str, projects_port: int) -> int:
     log = (state / "standins.log").open("a", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "mmgitops.lab.standins", "--kubeconfig", str(kubeconfig_path()),
-                             "--state", str(state)],
+                             "--state", str(state), "--projects-port", str(projects_port), "--pki", str(pki_dir())],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, engines.ENGINE_ENV: engine})
     (state / "standins.pid").write_text(str(proc.pid), encoding="utf-8")

@@ -1,4 +1,5 @@
-"""Run every stand-in in one loop until stopped: python -m mmgitops.lab.standins --kubeconfig FILE --state DIR."""
+"""Run every stand-in in one loop until stopped: python -m mmgitops.lab.standins --kubeconfig FILE --state DIR
+[--projects-port PORT --pki DIR] (the last two: serve project.openshift.io on 127.0.0.1:PORT)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from urllib3.exceptions import HTTPError
 from mmgitops.lab.standins import gitops, gpu, olm, rhoai
 from mmgitops.lab.standins.kube import Kube
 from mmgitops.lab.standins.modelmesh.controller import Controller
+from mmgitops.lab.standins.projects import registry, server
 
 
 def main() -> int:
@@ -23,15 +25,25 @@ def main() -> int:
     parser.add_argument("--state", type=Path, required=True,
                         help="where the ModelMesh stand-in keeps its mesh instances' files")
     parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--projects-port", type=int, default=0,
+                        help="serve the project.openshift.io API on this loopback port (0: not at all)")
+    parser.add_argument("--pki", type=Path, help="kwokctl's pki directory: the project server's certificates")
     args = parser.parse_args()
-    kube = Kube(config.new_client_from_config(config_file=args.kubeconfig))
+    api = config.new_client_from_config(config_file=args.kubeconfig)
+    kube = Kube(api)
+    if args.projects_port:
+        if args.pki is None:
+            parser.error("--projects-port needs --pki")
+        # Its own client: the server's threads never share a connection pool with the loop.
+        server.serve(config.new_client_from_config(config_file=args.kubeconfig), args.projects_port, args.pki)
     modelmesh = Controller(args.state)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
         while not stopping:
             for name, reconcile in (("olm", olm.reconcile), ("rhoai", rhoai.reconcile), ("gpu", gpu.reconcile),
-                                    ("gitops", gitops.reconcile), ("modelmesh", modelmesh.reconcile)):
+                                    ("gitops", gitops.reconcile), ("modelmesh", modelmesh.reconcile),
+                                    ("projects", lambda _kube: registry.reconcile(api))):
                 try:
                     reconcile(kube)
                 except (ApiException, HTTPError) as exc:

@@ -1,8 +1,12 @@
-"""RHOAI operator stand-in: DSCI and DSC status, and the ModelMesh controller's namespace objects."""
+"""RHOAI operator stand-in: DSCI and DSC status, the ModelMesh controller's namespace objects, and the
+model-serving ClusterRoles its install adds to admin, edit and view."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from mmgitops.lab.standins.kube import Kube, condition
 
@@ -58,6 +62,7 @@ def _reconcile_dsc(kube: Kube, dsc: dict[str, Any], apps_namespace: str | None) 
     conditions = []
     ready = True
     if managed.get("modelmeshserving"):
+        ensure_user_roles(kube)
         available = _ensure_controller(kube, apps_namespace)
         ready = ready and available
         conditions.append(condition("ModelMeshServingReady", available, "Ready" if available else "NotReady",
@@ -100,6 +105,42 @@ def _ensure_controller(kube: Kube, namespace: str) -> bool:
                 account, namespace)
     current = kube.apps.read_namespaced_deployment(CONTROLLER, namespace)
     return bool(current.status and (current.status.available_replicas or 0) >= 1)
+
+
+def user_cluster_roles() -> list[dict[str, Any]]:
+    """modelmesh-serving's `config/overlays/odh/rbac/user_cluster_roles.yaml`, as RHOAI installs it: a project's
+    admin and editors may manage InferenceServices and ServingRuntimes (kube's clusterrole-aggregation controller
+    folds these rules into admin and edit), viewers may read them. model-serving-view names the kubeflow.org group,
+    as upstream does."""
+    label = "rbac.authorization.k8s.io/aggregate-to-"
+    serving = ["inferenceservices", "servingruntimes"]
+    viewed = [f"{kind}{sub}" for kind in ("servingruntimes", "inferenceservices")
+              for sub in ("", "/status", "/finalizers")]
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "model-serving-admin", "labels": {f"{label}admin": "true"}},
+         "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {f"{label}model-serving-admin": "true"}}]},
+         "rules": []},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "model-serving-edit",
+                      "labels": {f"{label}edit": "true", f"{label}model-serving-admin": "true"}},
+         "rules": [{"apiGroups": ["serving.kserve.io"], "resources": serving,
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "model-serving-view", "labels": {f"{label}view": "true"}},
+         "rules": [{"apiGroups": ["kubeflow.org"], "resources": viewed, "verbs": ["get", "list", "watch"]}]},
+    ]
+
+
+def ensure_user_roles(kube: Kube) -> None:
+    rbac = client.RbacAuthorizationV1Api(kube.core.api_client)
+    for role in user_cluster_roles():
+        try:
+            rbac.read_cluster_role(role["metadata"]["name"])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            rbac.create_cluster_role(role)
 
 
 def _same(status: dict[str, Any], phase: str, conditions: list[dict[str, Any]]) -> bool:
