@@ -52,12 +52,16 @@ def test_every_pod_answers_its_readiness_probe(target, loaded):
 
 
 def readable(platform: Platform, part: str) -> None:
+    """Skip, naming the refused read, when the runner may not read this part of the platform: a least-privileged
+    runner (no mmgitops-conformance-reader) is not a broken platform, and a failure would be a false alarm."""
     if part in platform.unreadable:
         pytest.skip(f"the runner may not read it ({platform.unreadable[part]}); bind ClusterRole "
                     "mmgitops-conformance-reader to run this check")
 
 
 def test_the_datasciencecluster_is_ready_with_modelmesh_serving_ready(platform):
+    """The RHOAI operator reports each managed component as a `<Component>Ready` condition of the DSC, beside its
+    overall `Ready` (opendatahub-operator; its e2e test validateModelMeshServingReady reads ModelMeshServingReady)."""
     readable(platform, "dsc")
     assert platform.dsc, "no DataScienceCluster on the cluster"
     conditions = platform.dsc_conditions
@@ -66,6 +70,8 @@ def test_the_datasciencecluster_is_ready_with_modelmesh_serving_ready(platform):
 
 
 def test_the_modelmesh_controller_is_available(platform):
+    """The controller runs as Deployment modelmesh-controller in the DSCI's applications namespace (modelmesh-serving
+    config/manager/manager.yaml, as RHOAI deploys it); Available is the Deployment controller's own condition."""
     readable(platform, "dsc")  # the DSCI names the controller's namespace
     readable(platform, "controller")
     assert platform.controller_available, f"deployment {platform.controller} is not Available"
