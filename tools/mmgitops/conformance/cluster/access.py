@@ -81,3 +81,12 @@ def require(api: client.ApiClient, namespace: str, rules: list[Access], fix: str
                               retry=tenacity.retry_if_result(lambda ok: not ok))(allowed, api, access, namespace)
         except tenacity.RetryError:
             raise ToolError(f"namespace {namespace}: this user may not {access} there; {fix}") from None
+
+
+def refused(error: ApiException, verb: str, what: str, where: str = "", hint: str = "") -> ToolError:
+    """One line for a call the API server did not allow: a 403 as what this user may not do (and `hint`, how
+    to go on), anything else with its status."""
+    prefix = f"{where}: " if where else ""
+    if error.status == 403:
+        return ToolError(f"{prefix}this user may not {verb} {what}{f'; {hint}' if hint else ''}")
+    return ToolError(f"{prefix}cannot {verb} {what}: {error.status} {error.reason}")

@@ -30,6 +30,7 @@ from mmgitops.errors import ToolError
 from mmgitops.modelmesh import storage
 
 Lines = tuple[list[str], list[str]]  # (removed, kept), a line per part
+CLEAN_GIVEN = "pass --namespace NS to clean up a namespace runs were given"
 
 
 def cleanup(api: client.ApiClient, namespace: str | None = None, storage_config: Path | None = None) -> Lines:
@@ -91,7 +92,7 @@ def _projects(api: client.ApiClient, storage_config: Path | None, seen: set[str]
     try:
         listed = custom.list_cluster_custom_object(*namespaces.PROJECTS, "projects")["items"]
     except ApiException as error:
-        raise _cannot(error, "list", "projects.project.openshift.io") from None
+        raise access.refused(error, "list", "projects.project.openshift.io", hint=CLEAN_GIVEN) from None
     for project in listed:
         name = project["metadata"]["name"]
         if not name.startswith(objects.NAMESPACE_PREFIX) or (project.get("status") or {}).get("phase") == "Terminating":
@@ -118,7 +119,7 @@ def _labelled_namespaces(api: client.ApiClient, storage_config: Path | None, see
     try:
         listed = core.list_namespace(label_selector=objects.RUN_LABEL).items
     except ApiException as error:
-        raise _cannot(error, "list", "namespaces") from None
+        raise access.refused(error, "list", "namespaces", hint=CLEAN_GIVEN) from None
     for ns in listed:
         if ns.metadata.name in seen or (ns.status and ns.status.phase == "Terminating"):
             continue
@@ -133,13 +134,6 @@ def _labelled_namespaces(api: client.ApiClient, storage_config: Path | None, see
         core.delete_namespace(ns.metadata.name, propagation_policy="Background")
         removed.append(f"removed namespace {ns.metadata.name}")
     return removed, kept
-
-
-def _cannot(error: ApiException, verb: str, resource: str) -> ToolError:
-    if error.status == 403:
-        return ToolError(f"this user may not {verb} {resource}; pass --namespace NS to clean up a namespace runs "
-                         "were given")
-    return ToolError(f"cannot {verb} {resource}: {error.status} {error.reason}")
 
 
 def _remove_samples(core: client.CoreV1Api, namespace: str, run_id: str, annotations: dict[str, str] | None,

@@ -68,12 +68,6 @@ def _enabled(labels: dict[str, str] | None) -> bool:
     return (labels or {}).get(MODELMESH_ENABLED) == "true"
 
 
-def _refused(error: ApiException, verb: str, what: str, where: str) -> ToolError:
-    if error.status == 403:
-        return ToolError(f"{where}: this user may not {verb} {what}")
-    return ToolError(f"{where}: cannot {verb} {what}: {error.status} {error.reason}")
-
-
 class Given:
     kind = "given namespace"
     role = access.NAMESPACED
@@ -95,7 +89,7 @@ class Given:
                 # A RoleBinding in NS grants get on NS itself; without one, a missing namespace looks the same.
                 raise ToolError(f"{where}: this user may not get namespaces {self.name}: it does not exist, or "
                                 f"no RoleBinding in it grants this user anything; {BIND}") from None
-            raise _refused(error, "get", f"namespaces {self.name}", where) from None
+            raise access.refused(error, "get", f"namespaces {self.name}", where) from None
         if not _enabled(found.metadata.labels):
             raise ToolError(f"{where}: no label {MODELMESH_ENABLED}=true, and RHOAI's modelmesh-controller serves "
                             f"only namespaces that carry it; an admin adds it: kubectl label namespace {self.name} "
@@ -120,7 +114,7 @@ class Own:
         try:
             self.core.create_namespace(objects.namespace(self.run_id, self.runner, self.storage_key))
         except ApiException as error:
-            raise _refused(error, "create", "namespaces", f"namespace {self.name}") from None
+            raise access.refused(error, "create", "namespaces", f"namespace {self.name}") from None
 
     def close(self) -> list[str]:
         try:
@@ -152,7 +146,7 @@ class Project:
         try:
             project: dict[str, Any] = self.custom.create_cluster_custom_object(*PROJECTS, "projectrequests", request)
         except ApiException as error:
-            raise _refused(error, "create", "projectrequests.project.openshift.io", where) from None
+            raise access.refused(error, "create", "projectrequests.project.openshift.io", where) from None
         self.made = True
         if _enabled(project["metadata"].get("labels")):
             return
@@ -164,7 +158,7 @@ class Project:
             client.CoreV1Api(self.api).patch_namespace(self.name, body)
         except ApiException as error:
             if error.status != 403:
-                raise _refused(error, "patch", f"namespaces {self.name}", where) from None
+                raise access.refused(error, "patch", f"namespaces {self.name}", where) from None
             raise ToolError(
                 f"{where}: came without the label {MODELMESH_ENABLED}=true and this user may not patch namespaces "
                 f"{self.name} to add it; RHOAI's modelmesh-controller serves only labelled namespaces. Have the "
