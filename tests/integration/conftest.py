@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +28,35 @@ def cluster_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {**os.environ, "MMGITOPS_CLUSTER_NAME": CLUSTER, "MMGITOPS_STATE": str(state)}
 
 
-def started(what: str, env: dict[str, str]) -> Iterator[dict]:
-    """`mmgitops local WHAT up` for the fixture's span, after a `down` for the leftovers of an interrupted run."""
+def started(what: str, env: dict[str, str], *options: str) -> Iterator[dict]:
+    """`mmgitops local WHAT up [OPTIONS]` for the fixture's span, after a `down` for the leftovers of an interrupted
+    run."""
     mmgitops("local", what, "down", env=env)
-    up = mmgitops("local", what, "up", "--format", "json", env=env)
+    up = mmgitops("local", what, "up", *options, "--format", "json", env=env)
     if up.returncode != 0:
-        pytest.fail(f"local {what} up failed: {up.stderr.strip()[-2000:]}")
+        pytest.fail(f"local {what} up {' '.join(options)} failed: {up.stderr.strip()[-2000:]}")
     try:
         yield json.loads(up.stdout)
     finally:
         mmgitops("local", what, "down", env=env)
+
+
+def missing(find_sources: Callable[[], object], root_for: str) -> str:
+    """Why a test that builds from the upstream source tarballs and needs root cannot run here ('' when it can)."""
+    from mmgitops.errors import ToolError
+
+    try:
+        find_sources()
+    except ToolError as exc:
+        return str(exc)
+    return "" if os.geteuid() == 0 else f"{root_for} needs root"
+
+
+def own_cluster(tmp_path_factory: pytest.TempPathFactory, name: str, *options: str) -> Iterator[dict]:
+    """A local cluster of a test module's own (its name and state directory), with `up` OPTIONS; its info has `env`."""
+    env = {**os.environ, "MMGITOPS_CLUSTER_NAME": name, "MMGITOPS_STATE": str(tmp_path_factory.mktemp(name))}
+    for info in started("cluster", env, *options):
+        yield {**info, "env": env}
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ reason, where the reference sources or root are missing.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ from mmgitops.conformance import clients
 from mmgitops.conformance.cluster import objects
 from mmgitops.conformance.cluster import session as cluster_session
 from mmgitops.conformance.cluster.resolve import PortForward
-from mmgitops.errors import ToolError
 from mmgitops.gitops.schemas import catalog
 from mmgitops.lab.standins.modelmesh.controller import (
     COMMIT_ANNOTATION,
@@ -29,7 +27,7 @@ from mmgitops.lab.standins.modelmesh.controller import (
     PORT_FORWARD,
 )
 
-from tests.integration.conftest import mmgitops
+from tests.integration.conftest import missing, mmgitops, own_cluster
 
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -40,11 +38,7 @@ LOADED_WITHIN_S = 300  # a reference pod starts a JVM, MLServer and two Go progr
 def reference_skip_reason() -> str:
     from mmgitops.lab.reference import build
 
-    try:
-        build.find_sources(None)
-    except ToolError as exc:
-        return str(exc)
-    return "" if os.geteuid() == 0 else "reference pods need root for their network namespace"
+    return missing(lambda: build.find_sources(None), "reference pods' network namespace")
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +46,7 @@ def reference_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     reason = reference_skip_reason()
     if reason:
         pytest.skip(reason)
-    env = {**os.environ, "MMGITOPS_CLUSTER_NAME": "mmgitops-ref-test",
-           "MMGITOPS_STATE": str(tmp_path_factory.mktemp("ref-state"))}
-    mmgitops("local", "cluster", "down", env=env)
-    up = mmgitops("local", "cluster", "up", "--engine", "reference", "--format", "json", env=env)
-    if up.returncode != 0:
-        pytest.fail(f"local cluster up --engine reference failed: {up.stderr.strip()[-2000:]}")
-    try:
-        yield {**json.loads(up.stdout), "env": env}
-    finally:
-        mmgitops("local", "cluster", "down", env=env)
+    yield from own_cluster(tmp_path_factory, "mmgitops-ref-test", "--engine", "reference")
 
 
 def one_model_served(cluster: dict, engine: str, env: dict[str, str] | None = None) -> None:

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from mmgitops.lab.mesh.registry import CopyRecord, InstanceRecord, ModelRecord, Registry, View, VModelRecord
+from mmgitops.lab.mesh.registry import CopyRecord, InstanceRecord, ModelRecord, Registry, View, VModelRecord, kv_prefix
 
 pytestmark = pytest.mark.unit
-PREFIX = "/mmesh/test/"
+PREFIX = kv_prefix("modelmesh-serving", "test")
 INSTANCE = InstanceRecord("127.0.0.1:1", started=1, labels=["mt:sklearn"])  # type: ignore[arg-type]
 
 
@@ -26,10 +26,12 @@ def _text(b64: str) -> str:
 
 
 class MemoryEtcd:
-    """The etcd v3 gateway calls the registry makes (put, deleterange, range, create), on a dict."""
+    """The etcd v3 gateway calls the registry makes (put, deleterange, range, txn), on a dict that keeps each key's
+    mod revision, so that compare-and-swap behaves as on etcd."""
 
     def __init__(self) -> None:
         self.kv: dict[str, str] = {}
+        self.mod: dict[str, int] = {}
         self.revision = 0
 
     def get_url(self, path: str) -> str:
@@ -38,29 +40,49 @@ class MemoryEtcd:
     def _header(self) -> dict[str, Any]:
         return {"header": {"revision": str(self.revision)}}
 
-    def post(self, url: str, json: dict[str, Any]) -> dict[str, Any]:
-        key = _text(json["key"])
-        if url == "/kv/put":
-            self.revision += 1
-            self.kv[key] = _text(json["value"])
-        elif url == "/kv/deleterange":
-            self.revision += 1
+    def _range(self, key: str, end: str | None = None) -> dict[str, Any]:
+        found = sorted(k for k in self.kv if (key <= k < end if end else k == key))
+        # A key set by hand in a test counts as changed at the current revision.
+        return {**self._header(), "kvs": [{"key": _b64(k), "value": _b64(self.kv[k]),
+                                           "mod_revision": str(self.mod.get(k, self.revision))} for k in found]}
+
+    def _write(self, key: str, value: str | None) -> dict[str, Any]:
+        self.revision += 1
+        if value is None:
             self.kv.pop(key, None)
-        elif url == "/kv/range":
-            end = _text(json["range_end"]) if "range_end" in json else None
-            found = sorted(k for k in self.kv if (key <= k < end if end else k == key))
-            return {**self._header(), "kvs": [{"key": _b64(k), "value": _b64(self.kv[k]),
-                                               "mod_revision": str(self.revision)} for k in found]}
+            self.mod.pop(key, None)
         else:
-            raise AssertionError(f"unexpected call {url}")
+            self.kv[key], self.mod[key] = value, self.revision
         return self._header()
 
-    def create(self, key: str, value: str) -> bool:
-        if key in self.kv:
-            return False
-        self.revision += 1
-        self.kv[key] = value
-        return True
+    def _holds(self, compare: dict[str, Any]) -> bool:
+        key = _text(compare["key"])
+        if compare["target"] == "CREATE":
+            return (key in self.kv) == bool(compare["create_revision"])
+        return self.mod.get(key, self.revision if key in self.kv else 0) == int(compare["mod_revision"])
+
+    def _txn(self, body: dict[str, Any]) -> dict[str, Any]:
+        succeeded = all(self._holds(c) for c in body["compare"])
+        responses = []
+        for op in body["success" if succeeded else "failure"]:
+            if "request_put" in op:
+                put = op["request_put"]
+                responses.append({"response_put": self._write(_text(put["key"]), _text(put["value"]))})
+            else:
+                responses.append({"response_range": self._range(_text(op["request_range"]["key"]))})
+        return {**self._header(), **({"succeeded": True} if succeeded else {}), "responses": responses}
+
+    def post(self, url: str, json: dict[str, Any]) -> dict[str, Any]:
+        if url == "/kv/txn":
+            return self._txn(json)
+        key = _text(json["key"])
+        if url == "/kv/put":
+            return self._write(key, _text(json["value"]))
+        if url == "/kv/deleterange":
+            return self._write(key, None)
+        if url == "/kv/range":
+            return self._range(key, _text(json["range_end"]) if "range_end" in json else None)
+        raise AssertionError(f"unexpected call {url}")
 
 
 def memory_registry() -> tuple[Registry, MemoryEtcd]:

@@ -142,7 +142,7 @@ def test_promotion_goes_by_etcd_not_by_a_stale_view():
     registry, etcd = memory_registry()
     moving(registry)
     # Another instance moved the vmodel on to t3; this one's view has not heard of it yet.
-    etcd.kv[f"{registry.prefix}vmodels/v"] = '{"active": "t1", "target": "t3", "owner": "isvc"}'
+    etcd.kv[f"{registry.prefix}vmodels/v"] = '{"amid": "t1", "tmid": "t3", "o": "isvc"}'
     vmodels.on_loaded(registry, "t2")
     assert registry.read_vmodel("v") == VModelRecord("t1", "t3", "isvc") and registry.read_model("t1")
 

@@ -17,16 +17,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     local = sub.add_parser("local", help="the local target: a real control plane with simulated GPU nodes")
     local_sub = local.add_subparsers(dest="local", metavar="WHAT", required=True)
     lb = local_sub.add_parser("build", help="build (or find cached) kube-apiserver, controller-manager, scheduler, "
-                              "etcd, kwok, Argo CD and kustomize from the versions pinned in pins.toml; or the "
-                              "reference pods")
-    lb.add_argument("build_what", nargs="?", choices=("cluster", "argocd", "reference"), default="cluster",
-                    metavar="WHAT",
-                    help="cluster (default): the local cluster's binaries and Argo CD's; argocd: only Argo CD's "
-                    "application controller and repo server, and kustomize; reference: ModelMesh, rest-proxy and "
-                    "the MLServer adapter from the upstream source tarballs")
+                              "etcd, kwok, Argo CD, kustomize and the modelmesh-serving controller from the versions "
+                              "pinned in pins.toml; or the reference pods")
+    lb.add_argument("build_what", nargs="?", choices=("cluster", "argocd", "controller", "reference"),
+                    default="cluster", metavar="WHAT",
+                    help="cluster (default): the local cluster's binaries, Argo CD's and the controller; argocd: only "
+                    "Argo CD's application controller and repo server, and kustomize; controller: only RHOAI's "
+                    "modelmesh-serving controller, from its source tarball; reference: ModelMesh, rest-proxy and the "
+                    "MLServer adapter from the upstream source tarballs")
     lb.add_argument("--source", type=Path, metavar="DIR",
-                    help="reference: the directory of the upstream tarballs (default: $MMGITOPS_REFERENCE_SOURCES, "
-                    "else ../shared/reference/upstream beside the checkout)")
+                    help="controller, reference: the directory of the upstream tarballs (default: "
+                    "$MMGITOPS_REFERENCE_SOURCES, else ../shared/reference/upstream beside the checkout)")
     lc = local_sub.add_parser("cluster", help="start, stop or inspect the local cluster; kubeconfig: act as one of "
                               "its ServiceAccounts")
     lc.add_argument("action", choices=("up", "down", "status", "kubeconfig"))
@@ -39,6 +40,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lc.add_argument("--engine", choices=("embedded", "reference"), default="embedded",
                     help="up: what backs each runtime pod: an embedded local-mesh instance (default) or a reference "
                     "pod, the real ModelMesh data plane built from sources (root needed)")
+    lc.add_argument("--controller", choices=("standin", "real"), default="standin",
+                    help="up: which ModelMesh controller writes the runtime Deployments and InferenceService status: "
+                    "the stand-in (default) or the real modelmesh-serving controller built from RHOAI 2.25's source, "
+                    "installed from its ODH overlay (root needed; its runtime pods are not backed yet)")
     mesh_parser(local_sub)
     argocd_commands.add_parser(local_sub)
     demo = sub.add_parser("demo", help="local cluster + the conformance profile synced by Argo CD + the suite in "
@@ -108,8 +113,11 @@ def cmd_local(args: argparse.Namespace) -> int:
         return argocd_commands.cmd_argocd(args)
     if args.local == "build" and args.build_what == "reference":
         return cmd_build_reference(args)
+    if args.local == "build" and args.build_what == "controller":
+        return cmd_build_controller(args)
     if args.local == "build":
         from mmgitops.lab.argocd import build as argocd_build
+        from mmgitops.lab.controller import build as controller_build
 
         started = time.monotonic()
         paths: list[Path] = []
@@ -119,8 +127,13 @@ def cmd_local(args: argparse.Namespace) -> int:
                 bins, built = binaries.ensure(lambda text: status.update(f"Building {text}"))
                 paths += bins.all()
             argocd_bins, argocd_built = argocd_build.ensure(lambda text: status.update(f"Building {text}"))
+            controller = (controller_build.ensure(lambda text: status.update(f"Building {text}"), args.source)
+                          if args.build_what == "cluster" else None)
         paths += argocd_bins.all()
         built += argocd_built
+        if controller is not None:
+            paths.append(controller.binary)
+            built += [f"controller {controller.commit[:8]}"] if controller.built else []
         for path in paths:
             print(path)
         what = f"built {', '.join(built)}" if built else "all cached"
@@ -128,10 +141,11 @@ def cmd_local(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.action == "up":
         with err.status("Starting the local cluster...") as status:
-            info = cluster.up(lambda text: status.update(text), args.engine)
+            info = cluster.up(lambda text: status.update(text), args.engine, args.controller)
         print(json.dumps(info, indent=2) if args.format == "json" else
               f"local cluster up in {info['seconds']} s: API server {info['server']}\n"
-              f"runtime pods backed by the {info['engine']} mesh engine\n"
+              f"ModelMesh controller: {info['controller']}; runtime pods backed by the {info['engine']} mesh "
+              "engine\n"
               f"kubeconfig: {info['kubeconfig']}\n"
               f"S3 server {info['s3']}, storage config {info['storage_config']}\n"
               f"next: mmgitops apply overlays/conformance --kubeconfig {info['kubeconfig']} (or: make demo)")
@@ -191,6 +205,16 @@ def cmd_build_reference(args: argparse.Namespace) -> int:
     done = ", ".join(f"{part} in {built.seconds[part.split()[0]]:.0f} s" for part in built.built)
     print(f"{'built ' + done if built.built else 'all cached'}; {time.monotonic() - started:.0f} s in all "
           f"(JDK {built.java_home})")
+    return EXIT_OK
+
+
+def cmd_build_controller(args: argparse.Namespace) -> int:
+    from mmgitops.lab.controller import build
+
+    with err.status("Checking the controller build cache...") as status:
+        built = build.ensure(lambda text: status.update(f"Building {text}"), args.source)
+    print(f"{built.binary} (run in {built.tree}), modelmesh-serving {built.commit[:8]}: "
+          f"{f'built in {built.seconds:.0f} s' if built.built else 'cached'}")
     return EXIT_OK
 
 

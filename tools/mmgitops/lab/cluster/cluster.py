@@ -18,6 +18,8 @@ from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab import binaries
 from mmgitops.lab.cluster import audit, nodes
+from mmgitops.lab.controller import mode
+from mmgitops.lab.kubelet import backer, network
 from mmgitops.lab.ports import free_port
 from mmgitops.lab.standins import modelmesh
 from mmgitops.lab.standins.modelmesh import engines
@@ -62,11 +64,13 @@ def _kwokctl_config(ports: dict[str, int]) -> dict[str, Any]:
             {"name": "etcd", "extraArgs": args(listen_client_urls=etcd, advertise_client_urls=etcd,
                                                listen_peer_urls=peer, initial_advertise_peer_urls=peer,
                                                initial_cluster=f"node0={peer}")},
-            {"name": "kube-apiserver", "extraArgs": args(bind_address="127.0.0.1")},
+            # The range the pod network (lab/kubelet/network.py) routes; kube-apiserver's default overlaps kwok's pods.
+            {"name": "kube-apiserver", "extraArgs": args(bind_address="127.0.0.1",
+                                                         service_cluster_ip_range=network.SERVICE_CIDR)},
             {"name": "kube-controller-manager", "extraArgs": args(bind_address="127.0.0.1")},
             {"name": "kube-scheduler", "extraArgs": args(bind_address="127.0.0.1")},
             {"name": "kwok-controller", "extraArgs": args(server_address=f"127.0.0.1:{ports['kwok']}",
-                                                          node_port=str(ports["kwok"]))},
+                                                          node_port=str(ports["kwok"]), cidr=network.POD_CIDR_KWOK)},
         ],
     }
 
@@ -93,16 +97,22 @@ def read_state() -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[str, Any]:
-    """engine: what backs each runtime pod, an embedded local-mesh instance or a reference pod (real ModelMesh)."""
+def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED,
+       controller: str = mode.STANDIN) -> dict[str, Any]:
+    """engine: what backs each runtime pod, an embedded local-mesh instance or a reference pod (real ModelMesh);
+    controller: the real modelmesh-serving controller, or the stand-in."""
     if engine not in engines.ENGINES:
         raise ToolError(f"--engine {engine}: choose one of {', '.join(engines.ENGINES)}")
+    if controller not in mode.CONTROLLERS:
+        raise ToolError(f"--controller {controller}: choose one of {', '.join(mode.CONTROLLERS)}")
     if read_state():
         raise ToolError(f"a local cluster is already up (kubeconfig {kubeconfig_path()}): "
                         "`mmgitops local cluster down` first")
     started = time.monotonic()
     if engine == engines.REFERENCE:
         _check_reference(progress)
+    if controller == mode.REAL:
+        _check_controller(progress)
     bins, built = binaries.ensure(progress)
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
@@ -127,6 +137,7 @@ def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[
                         f"(log: {state / 'kwokctl.log'})")
     info = {"name": name(), "kubeconfig": str(kubeconfig_path()), "ports": ports,
             "server": f"https://127.0.0.1:{ports['apiserver']}", "built": built, "engine": engine,
+            "controller": controller,
             "audit_log": str(audit.log_path())}
     (state / "cluster.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     from mmgitops.lab.cluster import bootstrap
@@ -134,8 +145,13 @@ def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[
     try:
         progress("adding nodes and installing the pinned CRDs")
         bootstrap.populate(kubeconfig_path(), nodes.cluster_nodes(), AUDITED_NAMESPACE)
+        if controller == mode.REAL:
+            progress("making the pod network: a network namespace where pod and Service IPs answer")
+            info["pod_network"] = network.start(state / "pod-network", ports["apiserver"])
+            (state / "cluster.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
         progress("starting the operator stand-ins and an S3 server")
-        info["standins_pid"] = _start_standins(state, engine, ports["projects"])
+        info["standins_pid"] = _start_standins(state, engine, ports["projects"], controller,
+                                               info.get("pod_network", {}).get("pod-network", 0), info["server"])
         progress("registering the project.openshift.io API")
         bootstrap.register_projects(kubeconfig_path(), ports["projects"])
         info.update(_start_s3(state))
@@ -157,12 +173,24 @@ def _check_reference(progress: Callable[[str], None]) -> None:
     build.build(None, lambda text: progress(f"building the reference pods: {text}"))
 
 
-def _start_standins(state: Path, engine: str, projects_port: int) -> int:
+def _check_controller(progress: Callable[[str], None]) -> None:
+    """Before anything starts: the real controller needs root (the pod network) and its binary."""
+    from mmgitops.lab.controller import build
+    from mmgitops.lab.kubelet.backer import check_root
+
+    check_root()
+    build.ensure(lambda text: progress(f"building the ModelMesh controller: {text}"))
+
+
+def _start_standins(state: Path, engine: str, projects_port: int, controller: str, pod_network: int,
+                    server: str) -> int:
     log = (state / "standins.log").open("a", encoding="utf-8")
+    extra = ["--pod-network", str(pod_network), "--server", server] if controller == mode.REAL else []
     proc = subprocess.Popen([sys.executable, "-m", "mmgitops.lab.standins", "--kubeconfig", str(kubeconfig_path()),
-                             "--state", str(state), "--projects-port", str(projects_port), "--pki", str(pki_dir())],
+                             "--state", str(state), "--projects-port", str(projects_port), "--pki", str(pki_dir()),
+                             *extra],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, engines.ENGINE_ENV: engine})
+                            env={**os.environ, engines.ENGINE_ENV: engine, mode.CONTROLLER_ENV: controller})
     (state / "standins.pid").write_text(str(proc.pid), encoding="utf-8")
     return proc.pid
 
@@ -204,11 +232,15 @@ def down() -> list[str]:
     if s3_pid.is_file() and procs.alive(pid := int(s3_pid.read_text().strip())):
         procs.stop(pid, group=True)
         stopped.append(f"S3 server (pid {pid})")
-    # The ModelMesh stand-in stops its mesh instances on SIGTERM; these are what a killed one left.
-    for what, pid in modelmesh.recorded(state / "modelmesh").items():
+    # The ModelMesh stand-in stops its mesh instances on SIGTERM, and the pod backer its pods' processes; these are
+    # what a killed one left.
+    left = {**modelmesh.recorded(state / "modelmesh"), **backer.recorded(state / "pods")}
+    for what, pid in left.items():
         if procs.alive(pid):
             procs.stop(pid, group=True)
             stopped.append(f"{what} (pid {pid})")
+    info = read_state() or {}
+    stopped += network.stop(info.get("pod_network") or {})
     components = kwok_pids()
     if components or (Path.home() / ".kwok" / "clusters" / name()).exists():
         bins = binaries.planned()

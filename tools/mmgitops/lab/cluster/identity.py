@@ -15,10 +15,11 @@ from kubernetes.client.rest import ApiException
 from mmgitops.errors import ToolError
 
 
-def token(api: client.ApiClient, namespace: str, account: str, seconds: int) -> str:
-    """A bound token of the account; the API server may shorten its life."""
+def token(api: client.ApiClient, namespace: str, account: str, seconds: int, audience: str = "") -> str:
+    """A bound token of the account (for `audience`, else the API server's own); the API server may shorten its
+    life."""
     request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-               "spec": {"expirationSeconds": seconds}}
+               "spec": {"expirationSeconds": seconds, **({"audiences": [audience]} if audience else {})}}
     try:
         answer = client.CoreV1Api(api).create_namespaced_service_account_token(account, namespace, request)
     except ApiException as exc:

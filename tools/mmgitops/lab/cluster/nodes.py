@@ -17,7 +17,9 @@ def node(name: str, cpu: str, memory: str, gpus: int = 0) -> dict[str, Any]:
         "type": "kwok",
     }
     capacity = {"cpu": cpu, "memory": memory, "pods": "110"}
-    taints = [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]
+    # No kwok taint: modelmesh-serving's runtime Deployments tolerate only the runtime's own tolerations, and no
+    # real node exists here for the taint to keep pods off.
+    taints = []
     if gpus:
         # What NFD (PCI vendor 10de) and the GPU operator's feature discovery put on such a node.
         labels.update({

@@ -25,6 +25,7 @@ from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab.mesh import etcdserver, sampleset, sizing, storage
 from mmgitops.lab.mesh.faults import Faults
+from mmgitops.lab.mesh.registry import kv_prefix
 from mmgitops.lab.mesh.sampleset import STORAGE_KEY
 from mmgitops.lab.mesh.serve import InstanceConfig
 from mmgitops.lab.spawn import spawn
@@ -161,9 +162,11 @@ def _storage(options: Options, root: Path, state: dict[str, Any], progress: Call
 
 def _start_instances(options: Options, root: Path, state: dict[str, Any], storage_config: str,
                      progress: Callable[[str], None]) -> None:
+    # The mesh's name is its etcd root prefix; the tables go where ModelMesh puts them under one (kv_prefix).
+    prefix = kv_prefix(f"mmesh/{state['name']}")
     for index in range(options.instances):
         config = InstanceConfig(
-            instance_id=f"mm-{index}", etcd=state["etcd"]["endpoint"], prefix=f"/mmesh/{state['name']}/",
+            instance_id=f"mm-{index}", etcd=state["etcd"]["endpoint"], prefix=prefix,
             work_dir=str(root / f"mm-{index}"), capacity_bytes=options.capacity_bytes,
             min_churn_age_ms=options.min_churn_age_ms,
             load_timeout_ms=options.load_timeout_ms, max_loading_concurrency=options.max_loading_concurrency,

@@ -22,6 +22,7 @@ from mmgitops.errors import ToolError
 from mmgitops.lab.binaries import cache_root
 
 PARTS = ("modelmesh-runtime-adapter", "rest-proxy", "modelmesh")  # longest first: names share prefixes
+OTHERS = ("modelmesh-serving",)  # the other tarballs beside them: the controller's (lab/controller/build.py)
 MAVEN_VERSION = "3.9.9"
 MIN_MAVEN = (3, 9, 6)
 MIN_JDK = 21
@@ -62,19 +63,23 @@ def default_source_dir() -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
 
-def find_sources(source_dir: Path | None) -> dict[str, Source]:
+def find_sources(source_dir: Path | None, parts: tuple[str, ...] = PARTS) -> dict[str, Source]:
+    """The tarball of each of `parts` (the reference pods' by default; the controller asks for its own)."""
     directory = source_dir or default_source_dir()
     if directory is None or not directory.is_dir():
         raise ToolError(f"no reference sources at {directory or '../shared/reference/upstream'}: pass --source DIR "
                         f"or set {ENV_SOURCES}")
     found: dict[str, Source] = {}
+    # Every known name, longest first, so that a modelmesh-serving-* tarball is never taken for ModelMesh's.
+    names = sorted({*PARTS, *OTHERS, *parts}, key=len, reverse=True)
     for tarball in sorted(directory.glob("*.tar.gz")):
-        for part in PARTS:
+        for part in names:
             match = re.fullmatch(rf"{re.escape(part)}-(.+)-([0-9a-f]{{7,40}})\.tar\.gz", tarball.name)
-            if match and part not in found:
-                found[part] = Source(part, tarball, match.group(2)[:8])
+            if match:
+                if part in parts and part not in found:
+                    found[part] = Source(part, tarball, match.group(2)[:8])
                 break
-    missing = [p for p in PARTS if p not in found]
+    missing = [p for p in parts if p not in found]
     if missing:
         raise ToolError(f"{directory}: no tarball for {', '.join(missing)} (expected <repo>-<branch>-<commit>.tar.gz)")
     return found

@@ -8,14 +8,15 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from kubernetes import config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from mmgitops.lab.standins import gitops, gpu, olm, rhoai
+from mmgitops.lab.controller import mode
+from mmgitops.lab.standins import gitops, gpu, olm, rhoai, serviceca
 from mmgitops.lab.standins.kube import Kube
-from mmgitops.lab.standins.modelmesh.controller import Controller
 from mmgitops.lab.standins.projects import registry, server
 
 
@@ -28,6 +29,9 @@ def main() -> int:
     parser.add_argument("--projects-port", type=int, default=0,
                         help="serve the project.openshift.io API on this loopback port (0: not at all)")
     parser.add_argument("--pki", type=Path, help="kwokctl's pki directory: the project server's certificates")
+    parser.add_argument("--pod-network", type=int, default=0,
+                        help="with the real ModelMesh controller: the PID holding the pod network's namespace")
+    parser.add_argument("--server", default="", help="the API server's address, for the pods' kubeconfigs")
     args = parser.parse_args()
     api = config.new_client_from_config(config_file=args.kubeconfig)
     kube = Kube(api)
@@ -36,13 +40,32 @@ def main() -> int:
             parser.error("--projects-port needs --pki")
         # Its own client: the server's threads never share a connection pool with the loop.
         server.serve(config.new_client_from_config(config_file=args.kubeconfig), args.projects_port, args.pki)
-    modelmesh = Controller(args.state)
+    if mode.current() == mode.REAL:
+        from mmgitops.lab.cluster import identity
+        from mmgitops.lab.kubelet.backer import Backer
+
+        if not args.pod_network or not args.server:
+            parser.error("the real controller needs --pod-network and --server")
+
+        def token_for(namespace: str, account: str, audience: str, seconds: int) -> str:
+            return identity.token(api, namespace, account, seconds, audience)
+
+        def kubeconfig_for(namespace: str, token: str, path: Path) -> Path:
+            return identity.kubeconfig(Path(args.kubeconfig), token, path, "pod", args.server, namespace)
+
+        modelmesh: Any = Backer(args.state / "pods", args.pod_network, token_for, kubeconfig_for)
+        pods = ("kubelet", modelmesh.reconcile)
+    else:
+        from mmgitops.lab.standins.modelmesh.controller import Controller
+
+        modelmesh = Controller(args.state)
+        pods = ("modelmesh", modelmesh.reconcile)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
         while not stopping:
             for name, reconcile in (("olm", olm.reconcile), ("rhoai", rhoai.reconcile), ("gpu", gpu.reconcile),
-                                    ("gitops", gitops.reconcile), ("modelmesh", modelmesh.reconcile),
+                                    ("gitops", gitops.reconcile), ("service-ca", serviceca.reconcile), pods,
                                     ("projects", lambda _kube: registry.reconcile(api))):
                 try:
                     reconcile(kube)

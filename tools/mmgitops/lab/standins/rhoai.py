@@ -1,5 +1,7 @@
-"""RHOAI operator stand-in: DSCI and DSC status, the ModelMesh controller's namespace objects, and the
-model-serving ClusterRoles its install adds to admin, edit and view."""
+"""RHOAI operator stand-in: DSCI and DSC status, and ModelMesh as the operator installs it when the DSC says
+`modelmeshserving: Managed`: with the real controller, modelmesh-serving's ODH overlay (lab/controller/overlay.py);
+with the ModelMesh stand-in, its controller Deployment and the model-serving ClusterRoles the overlay adds to
+admin, edit and view."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from mmgitops.lab.controller import mode, overlay
 from mmgitops.lab.standins.kube import Kube, condition
 
 CONTROLLER = "modelmesh-controller"
@@ -62,8 +65,12 @@ def _reconcile_dsc(kube: Kube, dsc: dict[str, Any], apps_namespace: str | None) 
     conditions = []
     ready = True
     if managed.get("modelmeshserving"):
-        ensure_user_roles(kube)
-        available = _ensure_controller(kube, apps_namespace)
+        if mode.current() == mode.REAL:
+            overlay.install(kube.core.api_client, apps_namespace)
+            available = _available(kube, apps_namespace)
+        else:
+            ensure_user_roles(kube)
+            available = _ensure_controller(kube, apps_namespace)
         ready = ready and available
         conditions.append(condition("ModelMeshServingReady", available, "Ready" if available else "NotReady",
                                     "" if available else f"deployment {CONTROLLER} not ready"))
@@ -103,7 +110,16 @@ def _ensure_controller(kube: Kube, namespace: str) -> bool:
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CONTROLLER, "namespace": namespace}}
     kube.ensure(kube.core.create_namespaced_service_account, kube.core.read_namespaced_service_account,
                 account, namespace)
-    current = kube.apps.read_namespaced_deployment(CONTROLLER, namespace)
+    return _available(kube, namespace)
+
+
+def _available(kube: Kube, namespace: str) -> bool:
+    try:
+        current = kube.apps.read_namespaced_deployment(CONTROLLER, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
     return bool(current.status and (current.status.available_replicas or 0) >= 1)
 
 

@@ -1,0 +1,118 @@
+"""The real modelmesh-serving controller (RHOAI 2.25's source, built here) on a local cluster of its own
+(`local cluster up --controller real`): installed from its ODH overlay when a DataScienceCluster says
+`modelmeshserving: Managed`, its pod backed by the real binary in the pod network, and what it writes for a
+ServingRuntime and an InferenceService, read back from the API server.
+
+Skipped, with the reason, where root or the controller's source tarball is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import tenacity
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from mmgitops.conformance.cluster import objects
+
+from tests.integration.conftest import missing, own_cluster
+
+pytestmark = pytest.mark.integration
+APPS = "redhat-ods-applications"
+MODELS = "it-real-models"
+RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
+ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
+WITHIN_S = 180  # the controller's first reconcile after its informers sync, on 2 busy cores
+
+
+def skip_reason() -> str:
+    from mmgitops.lab.controller import build
+
+    return missing(build.source, "the pod network the controller runs in")
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    for info in own_cluster(tmp_path_factory, "mmgitops-real-test", "--controller", "real"):
+        api = config.new_client_from_config(config_file=info["kubeconfig"])
+        custom = client.CustomObjectsApi(api)
+        custom.create_cluster_custom_object("dscinitialization.opendatahub.io", "v1", "dscinitializations", {
+            "apiVersion": "dscinitialization.opendatahub.io/v1", "kind": "DSCInitialization",
+            "metadata": {"name": "default-dsci"}, "spec": {"applicationsNamespace": APPS}})
+        custom.create_cluster_custom_object("datasciencecluster.opendatahub.io", "v1", "datascienceclusters", {
+            "apiVersion": "datasciencecluster.opendatahub.io/v1", "kind": "DataScienceCluster",
+            "metadata": {"name": "default-dsc"},
+            "spec": {"components": {"modelmeshserving": {"managementState": "Managed"}}}})
+        try:
+            yield {**info, "api": api}
+        finally:
+            api.close()
+
+
+def eventually(read: Callable[[], Any], done: Callable[[Any], bool], within: float = WITHIN_S) -> Any:
+    """read() until done(value), for at most `within` seconds; a 404 counts as not yet."""
+    def attempt() -> Any:
+        try:
+            return read()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+    return tenacity.Retrying(stop=tenacity.stop_after_delay(within), wait=tenacity.wait_fixed(1), reraise=True,
+                             retry=tenacity.retry_if_result(lambda v: v is None or not done(v)))(attempt)
+
+
+def test_the_operator_installs_the_odh_overlay_and_the_controller_runs(real: dict) -> None:
+    core, apps = client.CoreV1Api(real["api"]), client.AppsV1Api(real["api"])
+    ext = client.ApiextensionsV1Api(real["api"])
+    eventually(lambda: ext.read_custom_resource_definition("predictors.serving.kserve.io"), lambda crd: True)
+    deployment = eventually(lambda: apps.read_namespaced_deployment("modelmesh-controller", APPS),
+                            lambda d: (d.status.available_replicas or 0) >= 1)
+    assert deployment.spec.template.spec.service_account_name == "modelmesh-controller"
+    # The etcd pod's init container made modelmesh-serving's etcd Secret, as on RHOAI.
+    secret = core.read_namespaced_secret("model-serving-etcd", APPS)
+    connection = json.loads(base64.b64decode(secret.data["etcd_connection"]))
+    assert (connection["endpoints"], connection["root_prefix"]) == ("http://etcd:2379", "modelmesh-serving")
+    # The controller took the leader lease: it is running, connected and reconciling.
+    lease = eventually(lambda: client.CoordinationV1Api(real["api"]).list_namespaced_lease(APPS),
+                       lambda leases: any((lease.spec.holder_identity or "") for lease in leases.items))
+    assert any(lease.metadata.name for lease in lease.items)
+
+
+def test_the_controller_writes_a_runtime_deployment_service_and_namespace_config(real: dict) -> None:
+    core, apps = client.CoreV1Api(real["api"]), client.AppsV1Api(real["api"])
+    custom = client.CustomObjectsApi(real["api"])
+    core.create_namespace({"metadata": {"name": MODELS, "labels": {"modelmesh-enabled": "true"}}})
+    runtime = objects.serving_runtime(objects.read_template("cpu"), "it-cpu", MODELS, "real", 1, 9, gpu=False)
+    custom.create_namespaced_custom_object(*RUNTIMES[:2], MODELS, RUNTIMES[2], runtime)
+
+    deployment = eventually(lambda: apps.read_namespaced_deployment("modelmesh-serving-it-cpu", MODELS),
+                            lambda d: d is not None)
+    pod = deployment.spec.template.spec
+    mm = next(c for c in pod.containers if c.name == "mm")
+    env = {e.name: e.value for e in mm.env or []}
+    assert env["MM_SERVICE_NAME"] == "modelmesh-serving"
+    assert "rt:it-cpu" in env["MM_LABELS"].split(",")
+    assert pod.containers[-1].name == "mm"  # ensureMMContainerIsLast
+    assert pod.service_account_name == "modelmesh-serving-sa"
+    assert {v.name for v in pod.volumes} >= {"tc-config", "etcd-config", "models-dir"}
+    assert deployment.metadata.owner_references[0].kind == "ServingRuntime"
+
+    service = eventually(lambda: core.read_namespaced_service("modelmesh-serving", MODELS), lambda s: True)
+    assert service.spec.cluster_ip == "None"  # headless: headlessService in RHOAI's config-defaults
+    assert {p.name: p.port for p in service.spec.ports} == {"grpc": 8033, "http": 8008, "https": 8443,
+                                                            "prometheus": 2112}
+    tc = eventually(lambda: core.read_namespaced_config_map("tc-config", MODELS), lambda c: True)
+    # cluster_config.go Reconcile writes both keys as binaryData
+    assert set(tc.binary_data) == {"type_constraints", "dataplane_api_config"}
+    assert "rt:it-cpu" in json.dumps(json.loads(base64.b64decode(tc.binary_data["type_constraints"])))
+    copy = eventually(lambda: core.read_namespaced_secret("model-serving-etcd", MODELS), lambda s: True)
+    prefix = json.loads(base64.b64decode(copy.data["etcd_connection"]))["root_prefix"]
+    assert prefix == f"modelmesh-serving/mm_ns/{MODELS}"

@@ -1,0 +1,199 @@
+"""The kubelet's part for the pods whose images run on this machine (images.py): when kwok reports such a pod
+Running, its init containers run to completion, then each container's program starts in the pod network
+(network.py) with the env and volumes the kubelet would give it (podenv.py, volumes.py) and a hosts file that
+resolves the cluster's Services as cluster DNS would; when the pod goes, its processes go.
+
+Each program runs in a mount namespace of its own, where the pod's hosts file is bind-mounted over /etc/hosts, so
+that `http://etcd:2379` in modelmesh-serving's etcd Secret reaches the etcd Service as it does on RHOAI.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from mmgitops import procs
+from mmgitops.errors import ToolError
+from mmgitops.lab import netns
+from mmgitops.lab.kubelet import KubeletError, Objects, images, podenv, volumes
+from mmgitops.lab.spawn import spawn
+
+PIDS_FILE = "pods.json"  # "ns/pod/container" -> PID, for `local cluster down` after a killed stand-in
+# (namespace, ServiceAccount, audience, seconds) -> a bound token of that account
+TokenFor = Callable[[str, str, str, int], str]
+# (namespace, ServiceAccount token, path) -> a kubeconfig at path holding only that token
+KubeconfigFor = Callable[[str, str, Path], Path]
+TOKEN_SECONDS = 24 * 3600  # the lab's pods live shorter; a pod's projected token is renewed hourly instead
+
+
+@dataclass
+class Backed:
+    uid: str
+    pids: dict[str, int] = field(default_factory=dict)
+    tokens: dict[tuple[str, int], str] = field(default_factory=dict)  # one per audience, for the pod's life
+
+
+class Backer:
+    def __init__(self, root: Path, holder: int, token_for: TokenFor, kubeconfig_for: KubeconfigFor) -> None:
+        self.root, self.holder, self.token_for, self.kubeconfig_for = root, holder, token_for, kubeconfig_for
+        self.pods: dict[tuple[str, str], Backed] = {}
+        self._complaints: set[str] = set()
+
+    def reconcile(self, kube: Any) -> None:
+        api = kube.core.api_client
+        listed = [api.sanitize_for_serialization(p) for p in kube.core.list_pod_for_all_namespaces().items]
+        wanted = {}
+        for pod in listed:
+            meta, status = pod["metadata"], pod.get("status") or {}
+            if meta.get("deletionTimestamp") or status.get("phase") != "Running" or not status.get("podIP"):
+                continue
+            if images.runs_here(pod):
+                wanted[(meta["namespace"], meta["name"])] = pod
+        for key in [k for k, b in self.pods.items() if k not in wanted or wanted[k]["metadata"]["uid"] != b.uid]:
+            self._stop(key)
+        for key, pod in wanted.items():
+            if key not in self.pods:
+                try:
+                    self._start(kube, pod)
+                except (KubeletError, ApiException, OSError) as error:
+                    self._complain(f"pod {key[0]}/{key[1]}: {str(error).splitlines()[0]}")
+            else:
+                self._refresh(kube, pod)
+
+    def stop(self) -> None:
+        for key in list(self.pods):
+            self._stop(key)
+
+    # ---- one pod -----------------------------------------------------------------------------------
+    def _objects(self, kube: Any, namespace: str) -> Objects:
+        api = kube.core.api_client
+        cms = {c["metadata"]["name"]: c for c in
+               (api.sanitize_for_serialization(i) for i in kube.core.list_namespaced_config_map(namespace).items)}
+        secrets = {s["metadata"]["name"]: s for s in
+                   (api.sanitize_for_serialization(i) for i in kube.core.list_namespaced_secret(namespace).items)}
+        return Objects(cms, secrets)
+
+    def _start(self, kube: Any, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        key = (meta["namespace"], meta["name"])
+        objects = self._objects(kube, meta["namespace"])
+        where = self.root / meta["namespace"] / meta["name"]
+        backed = Backed(meta["uid"])
+        mounts = volumes.materialise(pod, objects, where / "volumes", token=self._tokens(pod, backed))
+        account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        kubeconfig = self.kubeconfig_for(meta["namespace"], self.token_for(meta["namespace"], account, "",
+                                                                            TOKEN_SECONDS), where / "kubeconfig")
+        hosts = self._hosts(kube, meta["namespace"], where / "hosts")
+
+        def container(spec: dict[str, Any], kind: str) -> images.Container:
+            tmp = where / kind / spec["name"] / "tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            return images.Container(spec, pod, podenv.resolve(pod, spec["name"], objects),
+                                    mounts.get(spec["name"], {}), tmp, kubeconfig, kube)
+
+        for spec in (pod.get("spec") or {}).get("initContainers") or []:
+            images.INIT_PROGRAMS[images.image_name(spec["image"])](container(spec, "init"))
+        # What the init containers made (the etcd pod's Secrets) is there for the containers' env, as in a pod.
+        objects = self._objects(kube, meta["namespace"])
+        programs = []
+        for spec in pod["spec"]["containers"]:
+            c = container(spec, "containers")
+            programs.append((spec["name"], c, images.PROGRAMS[images.image_name(spec["image"])](c)))
+        # Only a pod whose every container could be made is backed; a failed one is tried again next pass.
+        self.pods[key] = backed
+        for name, c, program in programs:
+            backed.pids[name] = self._spawn(program, c.env, hosts, where / f"{name}.log")
+            self._save()
+
+    def _spawn(self, program: images.Program, env: dict[str, str], hosts: Path, log: Path) -> int:
+        # unshare -m: the hosts file is this process's alone; netns.inside: the pod network, and the program dies
+        # with the stand-ins, as a container dies with its kubelet's pod sandbox here.
+        script = f"mount --bind {shlex.quote(str(hosts))} /etc/hosts && exec \"$@\""
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *program.argv]
+        return spawn(argv, log, env=images.environ(program.env, env), cwd=program.cwd,
+                     preexec_fn=netns.inside(self.holder, die=True)).pid
+
+    def _hosts(self, kube: Any, namespace: str, path: Path) -> Path:
+        """/etc/hosts for a pod of `namespace`: every Service with a ClusterIP under the names cluster DNS gives it
+        (`svc.ns.svc.cluster.local`, `svc.ns.svc`, `svc.ns`, and `svc` for the pod's own namespace, which DNS
+        reaches through the pod's search path)."""
+        lines = ["127.0.0.1 localhost"]
+        for svc in kube.core.list_service_for_all_namespaces().items:
+            ip = svc.spec.cluster_ip
+            if not ip or ip == "None":
+                continue
+            name, ns = svc.metadata.name, svc.metadata.namespace
+            names = [f"{name}.{ns}.svc.cluster.local", f"{name}.{ns}.svc", f"{name}.{ns}"]
+            lines.append(" ".join([ip, *names, *([name] if ns == namespace else [])]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "\n".join(lines) + "\n"
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            # in place, not by rename: the running programs see this inode through their bind mount
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    def _refresh(self, kube: Any, pod: dict[str, Any]) -> None:
+        """Keep mounted ConfigMaps and Secrets current, as the kubelet's sync loop does."""
+        meta = pod["metadata"]
+        backed = self.pods[(meta["namespace"], meta["name"])]
+        try:
+            volumes.materialise(pod, self._objects(kube, meta["namespace"]), self.root / meta["namespace"] /
+                                meta["name"] / "volumes", token=self._tokens(pod, backed))
+        except KubeletError as error:
+            self._complain(f"pod {meta['namespace']}/{meta['name']}: {error}")
+        self._hosts(kube, meta["namespace"], self.root / meta["namespace"] / meta["name"] / "hosts")
+        for name, pid in backed.pids.items():
+            if not procs.alive(pid):
+                self._complain(f"pod {meta['namespace']}/{meta['name']}: container {name} exited "
+                               f"(log {self.root / meta['namespace'] / meta['name'] / (name + '.log')})")
+
+    def _tokens(self, pod: dict[str, Any], backed: Backed) -> Callable[[str, int], str]:
+        """The pod's projected service-account tokens (kube-api-access-*), one TokenRequest per audience."""
+        namespace = pod["metadata"]["namespace"]
+        account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+
+        def token(audience: str, seconds: int) -> str:
+            if (audience, seconds) not in backed.tokens:
+                backed.tokens[(audience, seconds)] = self.token_for(namespace, account, audience, seconds)
+            return backed.tokens[(audience, seconds)]
+        return token
+
+    def _stop(self, key: tuple[str, str]) -> None:
+        backed = self.pods.pop(key)
+        for pid in backed.pids.values():
+            if procs.alive(pid):
+                procs.stop(pid, group=True)
+        self._save()
+
+    def _save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        pids = {f"{ns}/{pod}/{name}": pid for (ns, pod), b in self.pods.items() for name, pid in b.pids.items()}
+        (self.root / PIDS_FILE).write_text(json.dumps(pids, indent=2), encoding="utf-8")
+
+    def _complain(self, text: str) -> None:
+        if text not in self._complaints:
+            self._complaints.add(text)
+            print(f"kubelet: {text}", file=sys.stderr, flush=True)
+
+
+def recorded(root: Path) -> dict[str, int]:
+    """The processes a (possibly killed) backer recorded: name -> PID."""
+    try:
+        return {str(k): int(v) for k, v in json.loads((root / PIDS_FILE).read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def check_root() -> None:
+    import os
+
+    if os.geteuid() != 0:
+        raise ToolError("the real ModelMesh controller runs in the local cluster's pod network, a network namespace: "
+                        "root is needed (`local cluster up --controller standin` works without it)")

@@ -1,0 +1,70 @@
+"""The local cluster's pod network: one network namespace (lab/netns.py) in which every pod IP and Service IP is a
+local address, with a way out to the API server.
+
+kwok gives each pod an IP from its pod CIDR and kube-apiserver gives each Service a ClusterIP, but nothing on this
+machine answers at those addresses. Inside this namespace both ranges are routed to `lo`, so a process that binds
+every interface (modelmesh-serving's controller: :8080, :8081 and its fixed webhook port :9443; etcd's
+`--listen-client-urls http://0.0.0.0:2379`) answers on them, and a client there that dials a pod IP from an
+Endpoints object (the controller's KubeResolver) or a ClusterIP from DNS (here: the pod's hosts file) reaches it.
+Nothing in it is reachable from the machine's own network.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mmgitops import procs
+from mmgitops.errors import ToolError
+from mmgitops.lab import netns
+from mmgitops.lab.spawn import spawn
+
+# Pinned in the kwokctl configuration (lab/cluster/cluster.py) so that these routes match what the cluster hands out.
+POD_CIDR, POD_CIDR_KWOK = "10.0.0.0/16", "10.0.0.1/16"  # kwok's --cidr names its first address
+SERVICE_CIDR = "10.96.0.0/16"
+
+
+def start(root: Path, apiserver_port: int) -> dict[str, int]:
+    """The namespace's holder and its egress to the API server: name -> PID, to stop with `stop`."""
+    root.mkdir(parents=True, exist_ok=True)
+    holder = netns.start_holder(root / "netns.log")
+    pids = {"pod-network": holder}
+    try:
+        for cidr in (POD_CIDR, SERVICE_CIDR):
+            _inside(holder, ["ip", "route", "add", "local", cidr, "dev", "lo"])
+        pids["pod-network-egress"] = egress(holder, [apiserver_port], root / "egress.log")
+    except BaseException:
+        stop(pids)
+        raise
+    return pids
+
+
+def egress(holder: int, ports: list[int], log: Path, timeout: float = 15.0) -> int:
+    """A bridge from 127.0.0.1:PORT inside the namespace out to this machine's 127.0.0.1:PORT, once it listens."""
+    argv: list[object] = [sys.executable, "-m", "mmgitops.lab.egress", "--holder", holder]
+    for port in ports:
+        argv += ["--port", port]
+    pid = spawn(argv, log).pid
+    deadline = time.monotonic() + timeout
+    while b"egress ready" not in (log.read_bytes() if log.exists() else b""):
+        if not procs.alive(pid) or time.monotonic() > deadline:
+            raise ToolError(f"the pod network's way out to ports {ports} did not start (log {log})")
+        time.sleep(0.1)
+    return pid
+
+
+def _inside(holder: int, argv: list[str]) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, preexec_fn=netns.inside(holder))
+    if proc.returncode != 0:
+        raise ToolError(f"{' '.join(argv)} in the pod network failed: {proc.stderr.strip() or proc.returncode}")
+
+
+def stop(pids: dict[str, int]) -> list[str]:
+    stopped = []
+    for name in sorted(pids, key=lambda n: n == "pod-network"):  # the holder last
+        if procs.alive(pids[name]):
+            procs.stop(pids[name], group=True)
+            stopped.append(f"{name} (pid {pids[name]})")
+    return stopped
