@@ -116,3 +116,24 @@ def test_the_controller_writes_a_runtime_deployment_service_and_namespace_config
     copy = eventually(lambda: core.read_namespaced_secret("model-serving-etcd", MODELS), lambda s: True)
     prefix = json.loads(base64.b64decode(copy.data["etcd_connection"]))["root_prefix"]
     assert prefix == f"modelmesh-serving/mm_ns/{MODELS}"
+
+
+def test_an_inference_service_scales_its_runtime_up_and_its_pod_is_admitted(real: dict) -> None:
+    """modelmesh-serving scales a runtime to zero while no InferenceService needs it and up when one does
+    (servingruntime_controller.go determineReplicasAndRequeueDuration); the pods it then asks for name
+    `modelmesh-serving-sa`, which odh-model-controller's stand-in makes (mm_serviceaccount_reconciler.go), and the
+    headless Service's Endpoints list them: where the controller's KubeResolver dials."""
+    core, apps = client.CoreV1Api(real["api"]), client.AppsV1Api(real["api"])
+    custom = client.CustomObjectsApi(real["api"])
+    assert apps.read_namespaced_deployment("modelmesh-serving-it-cpu", MODELS).spec.replicas == 0
+    body = objects.inference_service("it-model", MODELS, "real", "it-cpu", "sklearn", "localS3", "models", "m/1")
+    custom.create_namespaced_custom_object(*ISVC[:2], MODELS, ISVC[2], body)
+
+    eventually(lambda: apps.read_namespaced_deployment("modelmesh-serving-it-cpu", MODELS),
+               lambda d: (d.spec.replicas or 0) >= 1 and (d.status.ready_replicas or 0) >= 1)
+    assert core.read_namespaced_service_account("modelmesh-serving-sa", MODELS)
+    pods = core.list_namespaced_pod(MODELS, label_selector="modelmesh-service=modelmesh-serving").items
+    endpoints = eventually(lambda: core.read_namespaced_endpoints("modelmesh-serving", MODELS),
+                           lambda e: bool(e.subsets))
+    listed = {(a.ip, p.port) for s in endpoints.subsets for a in s.addresses or [] for p in s.ports}
+    assert {(pod.status.pod_ip, 8033) for pod in pods} <= listed

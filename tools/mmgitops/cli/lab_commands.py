@@ -127,8 +127,14 @@ def cmd_local(args: argparse.Namespace) -> int:
                 bins, built = binaries.ensure(lambda text: status.update(f"Building {text}"))
                 paths += bins.all()
             argocd_bins, argocd_built = argocd_build.ensure(lambda text: status.update(f"Building {text}"))
-            controller = (controller_build.ensure(lambda text: status.update(f"Building {text}"), args.source)
-                          if args.build_what == "cluster" else None)
+            controller, skipped = None, ""
+            if args.build_what == "cluster":
+                try:
+                    controller_build.source(args.source)
+                except ToolError as error:  # the cluster runs without it (`up --controller standin`)
+                    skipped = f"not built: the ModelMesh controller ({error})"
+                else:
+                    controller = controller_build.ensure(lambda text: status.update(f"Building {text}"), args.source)
         paths += argocd_bins.all()
         built += argocd_built
         if controller is not None:
@@ -136,6 +142,8 @@ def cmd_local(args: argparse.Namespace) -> int:
             built += [f"controller {controller.commit[:8]}"] if controller.built else []
         for path in paths:
             print(path)
+        if skipped:
+            print(skipped)
         what = f"built {', '.join(built)}" if built else "all cached"
         print(f"{what} in {time.monotonic() - started:.0f} s; cache {binaries.cache_size() / 2**20:.0f} MiB")
         return EXIT_OK
@@ -186,7 +194,8 @@ def print_status(info: dict[str, Any], output: str, what: str, describe: Callabl
 
 
 def describe_cluster(info: dict[str, Any]) -> str:
-    return "\n".join([f"API server {info['server']}, kubeconfig {info['kubeconfig']}, mesh engine {info['engine']}",
+    return "\n".join([f"API server {info['server']}, kubeconfig {info['kubeconfig']}, mesh engine {info['engine']}, "
+                       f"ModelMesh controller {info.get('controller', 'standin')}",
                       *([f"audit log {info['audit_log']}"] if info.get("audit_log") else []),
                       *(f"  {name:<24} pid {proc['pid']:<8} {'running' if proc['running'] else 'NOT running'}"
                         for name, proc in info["processes"].items())])

@@ -13,11 +13,16 @@ import argparse
 import socket
 import sys
 import threading
+import time
+from pathlib import Path
 
+from mmgitops import procs
+from mmgitops.errors import ToolError
 from mmgitops.lab import netns
 
 # one relay per connection, its upstream made in the calling thread's namespace
 from mmgitops.lab.bridge import exit_code, relay_forever
+from mmgitops.lab.spawn import spawn
 
 
 def listen_inside(holder: int, ports: list[int]) -> list[tuple[socket.socket, int]]:
@@ -44,6 +49,20 @@ def listen_inside(holder: int, ports: list[int]) -> list[tuple[socket.socket, in
 
 def run(holder: int, ports: list[int]) -> None:
     relay_forever(listen_inside(holder, ports), "egress ready")
+
+
+def start(holder: int, ports: list[int], log: Path, timeout: float = 15.0) -> int:
+    """This module as a process of its own, once it listens inside the namespace: its PID."""
+    argv: list[object] = [sys.executable, "-m", "mmgitops.lab.egress", "--holder", holder]
+    for port in ports:
+        argv += ["--port", port]
+    pid = spawn(argv, log).pid
+    deadline = time.monotonic() + timeout
+    while b"egress ready" not in (log.read_bytes() if log.exists() else b""):
+        if not procs.alive(pid) or time.monotonic() > deadline:
+            raise ToolError(f"the bridge out to port(s) {', '.join(map(str, ports))} did not start (log {log})")
+        time.sleep(0.1)
+    return pid
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
-from mmgitops.lab import netns
+from mmgitops.lab import egress, netns
 from mmgitops.lab.argocd import build, gitserver, objects, reposource
 from mmgitops.lab.cluster import cluster, identity
 from mmgitops.lab.ports import free_port
@@ -133,7 +132,7 @@ def up(root: Path, progress: Callable[[str], None]) -> dict[str, Any]:
         _write_state(info)
         for name, port in (("apiserver", found["ports"]["apiserver"]), ("redis", ports["redis"]),
                            ("repo-server", ports["repo_server"])):
-            info["pids"][f"egress-{name}"] = _egress(holder, port, state / f"egress-{name}.log")
+            info["pids"][f"egress-{name}"] = egress.start(holder, [port], state / f"egress-{name}.log")
             _write_state(info)
         info["pids"]["application-controller"] = _start_controller(bins, ports, state, holder, controller_kubeconfig)
         _write_state(info)
@@ -172,16 +171,6 @@ def _start_controller(bins: build.Binaries, ports: dict[str, int], state: Path, 
                   # reads it; in the Application it tells `sync` and the tests which resource holds an app back.
                   "--persist-resource-health", "--logformat", "text"],
                  state / "application-controller.log", env=env, preexec_fn=netns.inside(holder)).pid
-
-
-def _egress(holder: int, port: int, log: Path) -> int:
-    pid = spawn([sys.executable, "-m", "mmgitops.lab.egress", "--holder", holder, "--port", port], log).pid
-    deadline = time.monotonic() + 15
-    while b"egress ready" not in (log.read_bytes() if log.exists() else b""):
-        if not procs.alive(pid) or time.monotonic() > deadline:
-            raise ToolError(f"the bridge to port {port} did not start (log {log})")
-        time.sleep(0.1)
-    return pid
 
 
 def _wait_controller(pid: int, holder: int, port: int, log: Path, timeout: float = 60.0) -> None:

@@ -269,6 +269,8 @@ def status() -> dict[str, Any]:
     if s3_pid.is_file():
         pid = int(s3_pid.read_text().strip())
         processes["s3"] = {"pid": pid, "running": procs.alive(pid)}
-    for what, pid in modelmesh.recorded(state_dir() / "modelmesh").items():
+    backed = {f"pod {name}": pid for name, pid in backer.recorded(state_dir() / "pods").items()}
+    for what, pid in {**modelmesh.recorded(state_dir() / "modelmesh"), **(info.get("pod_network") or {}),
+                      **backed}.items():
         processes[what] = {"pid": pid, "running": procs.alive(pid)}
-    return {"up": True, "engine": engines.EMBEDDED, **info, "processes": processes}
+    return {"up": True, "engine": engines.EMBEDDED, "controller": mode.STANDIN, **info, "processes": processes}

@@ -1,5 +1,5 @@
-"""The kubelet's part for the local cluster's pods: what a pod's processes see (env, mounted volumes), resolved
-from the pod spec as the kubelet resolves it."""
+"""The kubelet's part for the local cluster's pods: the pod network, the pods whose images run on this machine,
+and what their processes see (env, mounted volumes), resolved from the pod spec as the kubelet resolves it."""
 
 from __future__ import annotations
 

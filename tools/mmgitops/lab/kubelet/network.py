@@ -12,14 +12,11 @@ Nothing in it is reachable from the machine's own network.
 from __future__ import annotations
 
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
-from mmgitops.lab import netns
-from mmgitops.lab.spawn import spawn
+from mmgitops.lab import egress, netns
 
 # Pinned in the kwokctl configuration (lab/cluster/cluster.py) so that these routes match what the cluster hands out.
 POD_CIDR, POD_CIDR_KWOK = "10.0.0.0/16", "10.0.0.1/16"  # kwok's --cidr names its first address
@@ -34,25 +31,11 @@ def start(root: Path, apiserver_port: int) -> dict[str, int]:
     try:
         for cidr in (POD_CIDR, SERVICE_CIDR):
             _inside(holder, ["ip", "route", "add", "local", cidr, "dev", "lo"])
-        pids["pod-network-egress"] = egress(holder, [apiserver_port], root / "egress.log")
+        pids["pod-network-egress"] = egress.start(holder, [apiserver_port], root / "egress.log")
     except BaseException:
         stop(pids)
         raise
     return pids
-
-
-def egress(holder: int, ports: list[int], log: Path, timeout: float = 15.0) -> int:
-    """A bridge from 127.0.0.1:PORT inside the namespace out to this machine's 127.0.0.1:PORT, once it listens."""
-    argv: list[object] = [sys.executable, "-m", "mmgitops.lab.egress", "--holder", holder]
-    for port in ports:
-        argv += ["--port", port]
-    pid = spawn(argv, log).pid
-    deadline = time.monotonic() + timeout
-    while b"egress ready" not in (log.read_bytes() if log.exists() else b""):
-        if not procs.alive(pid) or time.monotonic() > deadline:
-            raise ToolError(f"the pod network's way out to ports {ports} did not start (log {log})")
-        time.sleep(0.1)
-    return pid
 
 
 def _inside(holder: int, argv: list[str]) -> None:

@@ -15,7 +15,7 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from mmgitops.lab.controller import mode
-from mmgitops.lab.standins import gitops, gpu, olm, rhoai, serviceca
+from mmgitops.lab.standins import gitops, gpu, odhmodel, olm, rhoai, serviceca
 from mmgitops.lab.standins.kube import Kube
 from mmgitops.lab.standins.projects import registry, server
 
@@ -54,18 +54,19 @@ def main() -> int:
             return identity.kubeconfig(Path(args.kubeconfig), token, path, "pod", args.server, namespace)
 
         modelmesh: Any = Backer(args.state / "pods", args.pod_network, token_for, kubeconfig_for)
-        pods = ("kubelet", modelmesh.reconcile)
+        # the runtime pods' ServiceAccount first, then the kubelet's part
+        pods = [("odh-model-controller", odhmodel.reconcile), ("kubelet", modelmesh.reconcile)]
     else:
         from mmgitops.lab.standins.modelmesh.controller import Controller
 
         modelmesh = Controller(args.state)
-        pods = ("modelmesh", modelmesh.reconcile)
+        pods = [("modelmesh", modelmesh.reconcile)]
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
         while not stopping:
             for name, reconcile in (("olm", olm.reconcile), ("rhoai", rhoai.reconcile), ("gpu", gpu.reconcile),
-                                    ("gitops", gitops.reconcile), ("service-ca", serviceca.reconcile), pods,
+                                    ("gitops", gitops.reconcile), ("service-ca", serviceca.reconcile), *pods,
                                     ("projects", lambda _kube: registry.reconcile(api))):
                 try:
                     reconcile(kube)
