@@ -69,12 +69,15 @@ def adapt(objects: list[dict[str, Any]], namespace: str, existing_crds: set[str]
 
 
 _rendered: list[dict[str, Any]] | None = None
+_installed: set[str] = set()  # applications namespaces done: the stand-in runs every second
 
 
 def install(api: Any, namespace: str) -> None:
     """Create what the operator deploys into `namespace` and the cluster, leaving objects that exist as they are
-    (the operator reconciles them; here nothing else writes them)."""
+    (the operator reconciles them; here nothing else writes them), once per namespace and process."""
     global _rendered
+    if namespace in _installed:
+        return
     from kubernetes import client
 
     from mmgitops.lab.cluster.bootstrap import create_missing
@@ -84,3 +87,4 @@ def install(api: Any, namespace: str) -> None:
         _rendered = render(build.planned().tree)
     crds = {c.metadata.name for c in client.ApiextensionsV1Api(api).list_custom_resource_definition().items}
     create_missing(api, adapt(_rendered, namespace, crds))
+    _installed.add(namespace)

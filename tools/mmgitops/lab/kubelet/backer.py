@@ -10,6 +10,7 @@ that `http://etcd:2379` in modelmesh-serving's etcd Secret reaches the etcd Serv
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -192,8 +193,6 @@ def recorded(root: Path) -> dict[str, int]:
 
 
 def check_root() -> None:
-    import os
-
     if os.geteuid() != 0:
         raise ToolError("the real ModelMesh controller runs in the local cluster's pod network, a network namespace: "
                         "root is needed (`local cluster up --controller standin` works without it)")
