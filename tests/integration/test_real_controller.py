@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,3 +138,22 @@ def test_an_inference_service_scales_its_runtime_up_and_its_pod_is_admitted(real
                            lambda e: bool(e.subsets))
     listed = {(a.ip, p.port) for s in endpoints.subsets for a in s.addresses or [] for p in s.ports}
     assert {(pod.status.pod_ip, 8033) for pod in pods} <= listed
+
+
+def test_a_backed_pod_is_ready_only_while_its_process_answers_its_probe(real: dict) -> None:
+    """The kubelet's prober (pkg/kubelet/prober): Ready follows the container's readinessProbe, here the
+    controller's `/readyz` on :8081 (config/manager/manager.yaml); a process that is gone fails it, and the
+    Deployment is no longer available. Last in the module: it stops the controller."""
+    from mmgitops import procs
+    from mmgitops.lab.kubelet import backer
+
+    core, apps = client.CoreV1Api(real["api"]), client.AppsV1Api(real["api"])
+    state = Path(real["kubeconfig"]).parent
+    pid = next(p for name, p in backer.recorded(state / "pods").items() if name.endswith("/manager"))
+    pod = next(p for p in core.list_namespaced_pod(APPS).items if p.metadata.name.startswith("modelmesh-controller"))
+    assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "True"
+    procs.stop(pid, group=True)
+    eventually(lambda: core.read_namespaced_pod(pod.metadata.name, APPS),
+               lambda p: {c.type: c.status for c in p.status.conditions}["Ready"] == "False", within=30)
+    eventually(lambda: apps.read_namespaced_deployment("modelmesh-controller", APPS),
+               lambda d: not d.status.available_replicas, within=30)

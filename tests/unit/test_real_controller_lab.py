@@ -173,3 +173,13 @@ def test_without_root_the_real_controller_is_refused_in_one_line(monkeypatch: py
     with pytest.raises(backer.ToolError, match="root is needed") as refused:
         backer.check_root()
     assert "\n" not in str(refused.value) and "--controller standin" in str(refused.value)
+
+
+def test_a_probe_port_is_a_number_or_the_name_of_a_container_port() -> None:
+    from mmgitops.lab.kubelet import network
+
+    container = {"name": "manager", "ports": [{"name": "webhook", "containerPort": 9443}]}
+    assert network._port(8081, container) == 8081 and network._port("8081", container) == 8081
+    assert network._port("webhook", container) == 9443
+    with pytest.raises(network.ToolError, match="probe port 'metrics' names no port of the container"):
+        network._port("metrics", container)

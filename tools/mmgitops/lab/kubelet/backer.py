@@ -15,6 +15,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from kubernetes.client.rest import ApiException
 from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab import netns
-from mmgitops.lab.kubelet import KubeletError, Objects, images, podenv, volumes
+from mmgitops.lab.kubelet import KubeletError, Objects, images, network, podenv, volumes
 from mmgitops.lab.spawn import spawn
 
 PIDS_FILE = "pods.json"  # "ns/pod/container" -> PID, for `local cluster down` after a killed stand-in
@@ -150,10 +151,28 @@ class Backer:
         except KubeletError as error:
             self._complain(f"pod {meta['namespace']}/{meta['name']}: {error}")
         self._hosts(kube, meta["namespace"], self.root / meta["namespace"] / meta["name"] / "hosts")
+        self._follow_readiness(kube, pod, backed)
         for name, pid in backed.pids.items():
             if not procs.alive(pid):
                 self._complain(f"pod {meta['namespace']}/{meta['name']}: container {name} exited "
                                f"(log {self.root / meta['namespace'] / meta['name'] / (name + '.log')})")
+
+    def _follow_readiness(self, kube: Any, pod: dict[str, Any], backed: Backed) -> None:
+        """Ready as the kubelet's prober says: every container's process alive and its readinessProbe passing.
+        kwok marks a pod Ready as soon as it runs; for a backed pod the conditions follow its processes instead,
+        so the Service's Endpoints (and a Deployment's availability) list it only while it answers."""
+        containers = pod["spec"]["containers"]
+        ready = all(procs.alive(backed.pids.get(c["name"], 0)) and network.probe(
+            self.holder, pod["status"]["podIP"], c.get("readinessProbe") or {}, c) for c in containers)
+        have = {c.get("type"): c.get("status") for c in pod["status"].get("conditions") or []}
+        wanted = "True" if ready else "False"
+        if have.get("Ready") == wanted and have.get("ContainersReady") == wanted:
+            return
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        conditions = [{"type": kind, "status": wanted, "lastTransitionTime": now,
+                       **({} if ready else {"reason": "ContainersNotReady"})} for kind in ("Ready", "ContainersReady")]
+        kube.core.patch_namespaced_pod_status(pod["metadata"]["name"], pod["metadata"]["namespace"],
+                                              {"status": {"conditions": conditions}})
 
     def _tokens(self, pod: dict[str, Any], backed: Backed) -> Callable[[str, int], str]:
         """The pod's projected service-account tokens (kube-api-access-*), one TokenRequest per audience."""

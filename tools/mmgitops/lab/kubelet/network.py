@@ -11,8 +11,12 @@ Nothing in it is reachable from the machine's own network.
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
@@ -51,3 +55,45 @@ def stop(pids: dict[str, int]) -> list[str]:
             procs.stop(pids[name], group=True)
             stopped.append(f"{name} (pid {pids[name]})")
     return stopped
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a pod IP is never behind a proxy
+
+
+def probe(holder: int, host: str, handler: dict[str, Any], container: dict[str, Any], timeout: float = 1.0) -> bool:
+    """A readiness or liveness probe's verdict, from inside the pod network as the kubelet probes a pod's IP:
+    `httpGet` succeeds on a status from 200 to 399, `tcpSocket` on a connection (prober/prober.go runProbe).
+    A probe of another kind (exec, grpc) is not run here and counts as success, as if the container had none."""
+    kind = "httpGet" if "httpGet" in handler else "tcpSocket" if "tcpSocket" in handler else ""
+    if not kind:
+        return True
+    port = _port(handler[kind].get("port"), container)
+    verdict: list[bool] = []
+
+    def work() -> None:
+        netns.enter(holder)  # this thread's sockets are made in the pod network
+        try:
+            if kind == "tcpSocket":
+                socket.create_connection((host, port), timeout=timeout).close()
+                verdict.append(True)
+            else:
+                url = f"http://{host}:{port}{handler[kind].get('path') or '/'}"
+                with _DIRECT.open(url, timeout=timeout) as answer:
+                    verdict.append(200 <= answer.status < 400)
+        except OSError:  # refused, timed out, or an HTTP error status (HTTPError is an OSError)
+            pass
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return bool(verdict and verdict[0])
+
+
+def _port(port: Any, container: dict[str, Any]) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for declared in container.get("ports") or []:
+        if declared.get("name") == port:
+            return int(declared["containerPort"])
+    raise ToolError(f"container {container.get('name')}: probe port {port!r} names no port of the container")
