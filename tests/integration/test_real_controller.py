@@ -21,6 +21,7 @@ from kubernetes.client.rest import ApiException
 from mmgitops.conformance.cluster import objects
 
 from tests.integration.conftest import missing, own_cluster
+from tests.integration.test_modelmesh_standin_engines import one_model_served
 
 pytestmark = pytest.mark.integration
 APPS = "redhat-ods-applications"
@@ -138,6 +139,14 @@ def test_an_inference_service_scales_its_runtime_up_and_its_pod_is_admitted(real
                            lambda e: bool(e.subsets))
     listed = {(a.ip, p.port) for s in endpoints.subsets for a in s.addresses or [] for p in s.ports}
     assert {(pod.status.pod_ip, 8033) for pod in pods} <= listed
+
+
+def test_the_real_controller_writes_loaded_for_a_model_an_embedded_pod_serves(real: dict) -> None:
+    """The whole chain on the real controller: it registers the InferenceService through the pod IP its
+    KubeResolver finds (predictor_controller.go setVModel), the embedded instance playing the runtime pod loads the
+    model and writes ModelMesh's etcd records, the controller's etcd watch brings it back, and it writes Loaded
+    (updatePredictorStatusFromVModel); the model answers through the pod's port-forward."""
+    one_model_served(real, "embedded")
 
 
 def test_a_backed_pod_is_ready_only_while_its_process_answers_its_probe(real: dict) -> None:

@@ -183,3 +183,29 @@ def test_a_probe_port_is_a_number_or_the_name_of_a_container_port() -> None:
     assert network._port("webhook", container) == 9443
     with pytest.raises(network.ToolError, match="probe port 'metrics' names no port of the container"):
         network._port("metrics", container)
+
+
+def test_a_runtime_pods_embedded_instance_takes_its_settings_from_the_pod_spec(tmp_path: Path) -> None:
+    from mmgitops.lab.kubelet import runtimepod
+
+    etcd_dir, storage = tmp_path / "etcd-config", tmp_path / "storage-config"
+    etcd_dir.mkdir()
+    (etcd_dir / "etcd_connection").write_text(json.dumps({"endpoints": "http://etcd.apps:2379",
+                                                          "root_prefix": "modelmesh-serving/mm_ns/models"}))
+    pod = {"metadata": {"name": "modelmesh-serving-rt-7d9f8c6b5-x2k4p", "namespace": "models"},
+           "spec": {"containers": [{"name": "mm", "image": "quay.io/opendatahub/modelmesh:v0.12.0"}]}}
+    envs = {"mm": {"WKUBE_POD_NAME": "modelmesh-serving-rt-7d9f8c6b5-x2k4p", "MM_LABELS": "mt:sklearn,rt:rt",
+                   "KV_STORE": "etcd:/opt/kserve/mmesh/etcd/etcd_connection", "MM_SERVICE_NAME": "modelmesh-serving",
+                   "CUSTOM_JVM_ARGS": "-Dtas.min_churn_age_ms=1500"},
+            "mlserver-adapter": {"CONTAINER_MEM_REQ_BYTES": "1073741824", "MEM_BUFFER_BYTES": "134217728",
+                                 "LOADTIME_TIMEOUT": "90000", "LOADING_CONCURRENCY": "2"}}
+    mounts = {"mm": {"/opt/kserve/mmesh/etcd": etcd_dir}, "mlserver-adapter": {"/storage-config": storage}}
+    assert runtimepod.is_runtime_pod(pod)
+    config = runtimepod.instance_config(pod, envs, mounts, "http://127.0.0.1:1", tmp_path / "work")
+    assert config.instance_id == "7d9f8c6b5-x2k4p"[-12:] and config.labels == ["mt:sklearn", "rt:rt"]
+    assert config.capacity_bytes == 1073741824 - 134217728 and config.min_churn_age_ms == 1500
+    assert (config.load_timeout_ms, config.max_loading_concurrency) == (90000, 2)
+    assert config.prefix == "modelmesh-serving/mm_ns/models/mm/modelmesh-serving/"
+    assert config.storage_config == str(storage) and config.etcd == "http://127.0.0.1:1"
+    envs["mm"]["CUSTOM_JVM_ARGS"] = ""  # ModelMesh's default: 10 x max(3 s, load timeout / 3)
+    assert runtimepod.instance_config(pod, envs, mounts, "", tmp_path).min_churn_age_ms == 300000

@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lc.add_argument("--controller", choices=("standin", "real"), default="standin",
                     help="up: which ModelMesh controller writes the runtime Deployments and InferenceService status: "
                     "the stand-in (default) or the real modelmesh-serving controller built from RHOAI 2.25's source, "
-                    "installed from its ODH overlay (root needed; its runtime pods are not backed yet)")
+                    "installed from its ODH overlay, runtime pods played by the embedded engine (root needed)")
     mesh_parser(local_sub)
     argocd_commands.add_parser(local_sub)
     demo = sub.add_parser("demo", help="local cluster + the conformance profile synced by Argo CD + the suite in "

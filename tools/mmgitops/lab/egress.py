@@ -24,16 +24,18 @@ from mmgitops.lab import netns
 from mmgitops.lab.bridge import exit_code, relay_forever
 from mmgitops.lab.spawn import spawn
 
+Route = tuple[str, int, int]  # (address inside, port inside, port of 127.0.0.1 outside)
 
-def listen_inside(holder: int, ports: list[int]) -> list[tuple[socket.socket, int]]:
+
+def listen_inside(holder: int, routes: list[Route]) -> list[tuple[socket.socket, int]]:
     made: list[tuple[socket.socket, int]] = []
     failed: list[OSError] = []
 
     def work() -> None:
         try:
             netns.enter(holder)
-            for port in ports:
-                made.append((socket.create_server(("127.0.0.1", port)), port))
+            for host, port, outside in routes:
+                made.append((socket.create_server((host, port)), outside))
         except OSError as exc:
             failed.append(exc)
 
@@ -47,15 +49,19 @@ def listen_inside(holder: int, ports: list[int]) -> list[tuple[socket.socket, in
     return made
 
 
-def run(holder: int, ports: list[int]) -> None:
-    relay_forever(listen_inside(holder, ports), "egress ready")
+def run(holder: int, routes: list[Route]) -> None:
+    relay_forever(listen_inside(holder, routes), "egress ready")
 
 
-def start(holder: int, ports: list[int], log: Path, timeout: float = 15.0) -> int:
-    """This module as a process of its own, once it listens inside the namespace: its PID."""
+def start(holder: int, ports: list[int], log: Path, timeout: float = 15.0,
+          routes: tuple[Route, ...] = ()) -> int:
+    """This module as a process of its own, once it listens inside the namespace: its PID. `ports` are the same
+    inside and out, on 127.0.0.1; each of `routes` listens on an address of the namespace (a pod IP) instead."""
     argv: list[object] = [sys.executable, "-m", "mmgitops.lab.egress", "--holder", holder]
     for port in ports:
         argv += ["--port", port]
+    for host, port, outside in routes:
+        argv += ["--route", f"{host}:{port}={outside}"]
     pid = spawn(argv, log).pid
     deadline = time.monotonic() + timeout
     while b"egress ready" not in (log.read_bytes() if log.exists() else b""):
@@ -68,9 +74,23 @@ def start(holder: int, ports: list[int], log: Path, timeout: float = 15.0) -> in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmgitops.lab.egress")
     parser.add_argument("--holder", type=int, required=True)
-    parser.add_argument("--port", type=int, action="append", required=True)
+    parser.add_argument("--port", type=int, action="append", default=[],
+                        help="127.0.0.1:PORT inside to 127.0.0.1:PORT outside")
+    parser.add_argument("--route", type=_route, action="append", default=[], metavar="HOST:PORT=OUTSIDE",
+                        help="HOST:PORT inside to 127.0.0.1:OUTSIDE outside")
     args = parser.parse_args(argv)
-    return exit_code("egress", lambda: run(args.holder, args.port))
+    if not args.port and not args.route:
+        parser.error("give at least one --port or --route")
+    routes = [("127.0.0.1", port, port) for port in args.port] + args.route
+    return exit_code("egress", lambda: run(args.holder, routes))
+
+
+def _route(text: str) -> Route:
+    inside, _, outside = text.partition("=")
+    host, _, port = inside.rpartition(":")
+    if not host or not port.isdigit() or not outside.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT=OUTSIDE_PORT")
+    return host, int(port), int(outside)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ GPU_PRODUCT = "NVIDIA-A100-SXM4-40GB"
 GPUS_PER_NODE = 4
 
 
-def node(name: str, cpu: str, memory: str, gpus: int = 0) -> dict[str, Any]:
+def node(name: str, cpu: str, memory: str, gpus: int = 0, address: str = "") -> dict[str, Any]:
     labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
@@ -35,15 +35,19 @@ def node(name: str, cpu: str, memory: str, gpus: int = 0) -> dict[str, Any]:
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
         "spec": {"taints": taints},
+        # An InternalIP, as every kubelet reports one: kwok gives it to the node's pods as status.hostIP, which
+        # modelmesh-serving's runtime pods read (MM_LOCATION); nothing listens there.
         "status": {"capacity": capacity, "allocatable": dict(capacity),
+                   **({"addresses": [{"type": "InternalIP", "address": address}]} if address else {}),
                    "nodeInfo": {"kubeletVersion": "fake", "operatingSystem": "linux", "architecture": "amd64"}},
     }
 
 
 def cluster_nodes() -> list[dict[str, Any]]:
+    # The machine network, apart from the pod and Service ranges (lab/kubelet/network.py).
     return [
-        node("cpu-worker-0", "16", "64Gi"),
-        node("cpu-worker-1", "16", "64Gi"),
-        node("gpu-worker-0", "32", "256Gi", GPUS_PER_NODE),
-        node("gpu-worker-1", "32", "256Gi", GPUS_PER_NODE),
+        node("cpu-worker-0", "16", "64Gi", address="10.1.0.10"),
+        node("cpu-worker-1", "16", "64Gi", address="10.1.0.11"),
+        node("gpu-worker-0", "32", "256Gi", GPUS_PER_NODE, address="10.1.0.20"),
+        node("gpu-worker-1", "32", "256Gi", GPUS_PER_NODE, address="10.1.0.21"),
     ]

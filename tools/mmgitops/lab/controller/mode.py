@@ -1,5 +1,6 @@
 """Which ModelMesh controller the local cluster runs: `real` (modelmesh-serving built from the pinned RHOAI source,
-installed from its ODH overlay, its pods backed by lab/kubelet) or `standin` (lab/standins/modelmesh, the port)."""
+installed from its ODH overlay, its pods backed by lab/kubelet, runtime pods by the embedded engine) or `standin`
+(lab/standins/modelmesh, the port)."""
 
 from __future__ import annotations
 

@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes.client.rest import ApiException
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
-from mmgitops.lab import netns
-from mmgitops.lab.kubelet import KubeletError, Objects, images, network, podenv, volumes
+from mmgitops.lab import egress, netns
+from mmgitops.lab.kubelet import KubeletError, Objects, images, network, podenv, publish, runtimepod, volumes
+from mmgitops.lab.mesh import control
+from mmgitops.lab.ports import free_port
 from mmgitops.lab.spawn import spawn
 
 PIDS_FILE = "pods.json"  # "ns/pod/container" -> PID, for `local cluster down` after a killed stand-in
@@ -40,12 +43,15 @@ class Backed:
     uid: str
     pids: dict[str, int] = field(default_factory=dict)
     tokens: dict[tuple[str, int], str] = field(default_factory=dict)  # one per audience, for the pod's life
+    instance: dict[str, Any] | None = None  # a runtime pod's embedded instance, until its pod-IP relay runs
+    probed: frozenset[str] | None = None  # the containers whose readinessProbe is run (None: all)
 
 
 class Backer:
     def __init__(self, root: Path, holder: int, token_for: TokenFor, kubeconfig_for: KubeconfigFor) -> None:
         self.root, self.holder, self.token_for, self.kubeconfig_for = root, holder, token_for, kubeconfig_for
         self.pods: dict[tuple[str, str], Backed] = {}
+        self.etcd_bridges: dict[int, tuple[int, int]] = {}  # etcd Service port -> (port here, bridge PID)
         self._complaints: set[str] = set()
 
     def reconcile(self, kube: Any) -> None:
@@ -56,7 +62,7 @@ class Backer:
             meta, status = pod["metadata"], pod.get("status") or {}
             if meta.get("deletionTimestamp") or status.get("phase") != "Running" or not status.get("podIP"):
                 continue
-            if images.runs_here(pod):
+            if images.runs_here(pod) or runtimepod.is_runtime_pod(pod):
                 wanted[(meta["namespace"], meta["name"])] = pod
         for key in [k for k, b in self.pods.items() if k not in wanted or wanted[k]["metadata"]["uid"] != b.uid]:
             self._stop(key)
@@ -72,6 +78,9 @@ class Backer:
     def stop(self) -> None:
         for key in list(self.pods):
             self._stop(key)
+        for _port, pid in self.etcd_bridges.values():
+            if procs.alive(pid):
+                procs.stop(pid, group=True)
 
     # ---- one pod -----------------------------------------------------------------------------------
     def _objects(self, kube: Any, namespace: str) -> Objects:
@@ -100,6 +109,9 @@ class Backer:
             return images.Container(spec, pod, podenv.resolve(pod, spec["name"], objects),
                                     mounts.get(spec["name"], {}), tmp, kubeconfig, kube)
 
+        if runtimepod.is_runtime_pod(pod):
+            self._start_runtime(pod, objects, mounts, where, backed)
+            return
         for spec in (pod.get("spec") or {}).get("initContainers") or []:
             images.INIT_PROGRAMS[images.image_name(spec["image"])](container(spec, "init"))
         # What the init containers made (the etcd pod's Secrets) is there for the containers' env, as in a pod.
@@ -113,6 +125,56 @@ class Backer:
         for name, c, program in programs:
             backed.pids[name] = self._spawn(program, c.env, hosts, where / f"{name}.log")
             self._save()
+
+    def _start_runtime(self, pod: dict[str, Any], objects: Objects, mounts: dict[str, dict[str, Path]], where: Path,
+                       backed: Backed) -> None:
+        """The embedded instance that plays every container of a runtime pod; its relay comes once it has ports."""
+        envs = {c["name"]: podenv.resolve(pod, c["name"], objects) for c in pod["spec"]["containers"]}
+        etcd = runtimepod.etcd_of(envs[runtimepod.MM_CONTAINER], mounts.get(runtimepod.MM_CONTAINER, {}))
+        config = runtimepod.instance_config(pod, envs, mounts, self._etcd_bridge(etcd), where / "instance")
+        backed.instance = control.start_instance(config, where / "instance")
+        self.pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = backed
+        for name in envs:  # one process plays them all: each container lives and dies with it
+            backed.pids[name] = backed.instance["pid"]
+        # Only mm's probe (/ready on 8089) reaches the instance; oauth-proxy's (HTTPS /oauth/healthz) has nothing
+        # to answer it here (docs/fidelity.md).
+        backed.probed = frozenset({runtimepod.MM_CONTAINER})
+        self._save()
+
+    def _etcd_bridge(self, etcd: runtimepod.Etcd) -> str:
+        """The cluster's etcd as this machine's processes reach it: a bridge into the pod network, where the etcd
+        pod listens on every address (its Service's port, 127.0.0.1 there)."""
+        port = urlsplit(etcd.endpoints.split(",")[0]).port or 2379
+        if port not in self.etcd_bridges or not procs.alive(self.etcd_bridges[port][1]):
+            outside = free_port()
+            routes = self.root / f"etcd-bridge-{port}.json"
+            routes.write_text(json.dumps([["127.0.0.1", outside, port]]), encoding="utf-8")
+            log = self.root / f"etcd-bridge-{port}.log"
+            pid = spawn([sys.executable, "-m", "mmgitops.lab.bridge", "--holder", self.holder, "--routes", routes],
+                        log).pid
+            self.etcd_bridges[port] = (outside, pid)
+            self._save()
+        return f"http://127.0.0.1:{self.etcd_bridges[port][0]}"
+
+    def _relay_when_bound(self, kube: Any, pod: dict[str, Any], backed: Backed) -> None:
+        """Once the instance has bound its ports: the pod IP's 8033, 8008, 2112 and 8089 relayed to them, and the
+        pod's PortForward and annotations pointing at them (lab/kubelet/publish.py)."""
+        if backed.instance is None:
+            return
+        bound = control.endpoints(backed.instance)
+        if bound is None:
+            return
+        ports = {name: int(url.rstrip("/").split(":")[-1].split("/")[0]) for name, url in bound.items()}
+        ip = pod["status"]["podIP"]
+        routes = tuple((ip, pod_port, ports[name]) for pod_port, name in runtimepod.POD_PORTS.items())
+        where = self.root / pod["metadata"]["namespace"] / pod["metadata"]["name"]
+        backed.pids["pod-ip-relay"] = egress.start(self.holder, [], where / "relay.log", routes=routes)
+        backed.instance = None
+        self._save()
+        meta = pod["metadata"]
+        publish.publish(kube, meta["name"], meta["namespace"], meta["uid"], meta.get("annotations") or {},
+                        {str(pod_port): f"127.0.0.1:{ports[name]}" for pod_port, name in runtimepod.POD_PORTS.items()},
+                        runtimepod.ENGINE)
 
     def _spawn(self, program: images.Program, env: dict[str, str], hosts: Path, log: Path) -> int:
         # unshare -m: the hosts file is this process's alone; netns.inside: the pod network, and the program dies
@@ -145,6 +207,7 @@ class Backer:
         """Keep mounted ConfigMaps and Secrets current, as the kubelet's sync loop does."""
         meta = pod["metadata"]
         backed = self.pods[(meta["namespace"], meta["name"])]
+        self._relay_when_bound(kube, pod, backed)
         try:
             volumes.materialise(pod, self._objects(kube, meta["namespace"]), self.root / meta["namespace"] /
                                 meta["name"] / "volumes", token=self._tokens(pod, backed))
@@ -162,8 +225,9 @@ class Backer:
         kwok marks a pod Ready as soon as it runs; for a backed pod the conditions follow its processes instead,
         so the Service's Endpoints (and a Deployment's availability) list it only while it answers."""
         containers = pod["spec"]["containers"]
-        ready = all(procs.alive(backed.pids.get(c["name"], 0)) and network.probe(
-            self.holder, pod["status"]["podIP"], c.get("readinessProbe") or {}, c) for c in containers)
+        probed = [c for c in containers if backed.probed is None or c["name"] in backed.probed]
+        ready = all(procs.alive(backed.pids.get(c["name"], 0)) for c in containers) and all(
+            network.probe(self.holder, pod["status"]["podIP"], c.get("readinessProbe") or {}, c) for c in probed)
         have = {c.get("type"): c.get("status") for c in pod["status"].get("conditions") or []}
         wanted = "True" if ready else "False"
         if have.get("Ready") == wanted and have.get("ContainersReady") == wanted:
@@ -195,6 +259,7 @@ class Backer:
     def _save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         pids = {f"{ns}/{pod}/{name}": pid for (ns, pod), b in self.pods.items() for name, pid in b.pids.items()}
+        pids.update({f"etcd bridge {port}": pid for port, (_here, pid) in self.etcd_bridges.items()})
         (self.root / PIDS_FILE).write_text(json.dumps(pids, indent=2), encoding="utf-8")
 
     def _complain(self, text: str) -> None:

@@ -1,5 +1,5 @@
-"""OpenShift service-ca stand-in: a Service annotated `service.beta.openshift.io/serving-cert-secret-name` gets a
-`kubernetes.io/tls` Secret of that name with a certificate for `<svc>.<ns>.svc`, signed by the service CA, as
+"""OpenShift service-ca stand-in: a Service annotated `service.{beta,alpha}.openshift.io/serving-cert-secret-name`
+gets a `kubernetes.io/tls` Secret of that name with a certificate for `<svc>.<ns>.svc`, signed by the service CA, as
 service-ca-operator's serving-cert controller makes it. modelmesh-serving's controller pod mounts one
 (`modelmesh-webhook-server-cert`) and does not start without it.
 
@@ -16,14 +16,18 @@ from kubernetes.client.rest import ApiException
 
 from mmgitops.lab.standins.kube import Kube
 
-ANNOTATION = "service.beta.openshift.io/serving-cert-secret-name"
+# service-ca-operator honours both; modelmesh-serving's Service carries the alpha one (service_controller.go), the
+# overlay's webhook Service the beta one.
+ANNOTATIONS = ("service.beta.openshift.io/serving-cert-secret-name",
+               "service.alpha.openshift.io/serving-cert-secret-name")
 CA_NAMESPACE, CA_SECRET = "openshift-service-ca", "signing-key"
 VALIDITY = dt.timedelta(days=730)  # the operator's default for serving certificates: two years
 
 
 def reconcile(kube: Kube) -> None:
     for svc in kube.core.list_service_for_all_namespaces().items:
-        name = (svc.metadata.annotations or {}).get(ANNOTATION)
+        annotations = svc.metadata.annotations or {}
+        name = next((annotations[a] for a in ANNOTATIONS if annotations.get(a)), None)
         if not name:
             continue
         try:

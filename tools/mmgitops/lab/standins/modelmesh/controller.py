@@ -10,7 +10,6 @@ registered through `setVModel` and its status computed as the controller compute
 from __future__ import annotations
 
 import base64
-import json
 import os
 import sys
 import time
@@ -22,19 +21,23 @@ import grpc
 from kubernetes.client.rest import ApiException
 
 from mmgitops.errors import ToolError
+from mmgitops.lab.kubelet.publish import (  # noqa: F401 - the stand-in's tests and the suite's read these here
+    COMMIT_ANNOTATION,
+    ENDPOINTS_ANNOTATION,
+    ENGINE_ANNOTATION,
+    PORT_FORWARD,
+    port_forward,
+    publish,
+)
 from mmgitops.lab.standins.kube import Kube
 from mmgitops.lab.standins.modelmesh import config, deployments, engines, meshcalls, predictor, status
 from mmgitops.lab.standins.modelmesh.fleet import Instance
 from mmgitops.modelmesh import defaults, ids
 
-ENDPOINTS_ANNOTATION = "mmgitops.io/endpoints"  # read by the conformance suite's annotation resolver
-ENGINE_ANNOTATION = "mmgitops.io/mesh-engine"  # which local-mesh engine backs the pod: embedded | reference
-COMMIT_ANNOTATION = "mmgitops.io/reference-commit"  # reference engine: the ModelMesh source commit it runs
 NAMESPACE_LABEL = "modelmesh-enabled=true"
 MODE = "serving.kserve.io/deploymentMode"
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
-PORT_FORWARD = ("kwok.x-k8s.io", "v1alpha1", "portforwards")
 # ModelMesh does not retry a load that failed on an instance for this long (ModelMesh.LOAD_FAILURE_EXPIRY_MS);
 # the embedded mesh would, so the stand-in does not ask it to while the failure is this recent.
 LOAD_FAILURE_EXPIRY_S = 900.0
@@ -196,14 +199,9 @@ class Controller:
     def _publish(self, kube: Kube, pod: Any, instance: Instance) -> None:
         """The pod's PortForward, then its annotations; the endpoints annotation goes last: it marks the pod
         as reachable both ways."""
-        wanted = {ENDPOINTS_ANNOTATION: json.dumps(instance.endpoints()), ENGINE_ANNOTATION: self.engine}
-        if instance.process.get("reference_commit"):
-            wanted[COMMIT_ANNOTATION] = str(instance.process["reference_commit"])
-        current = pod.metadata.annotations or {}
-        if any(current.get(k) != v for k, v in wanted.items()):
-            _ensure_port_forward(kube, pod, instance)
-            kube.core.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
-                                           {"metadata": {"annotations": wanted}})
+        meta = pod.metadata
+        publish(kube, meta.name, meta.namespace, meta.uid, meta.annotations or {}, instance.endpoints(), self.engine,
+                str(instance.process.get("reference_commit") or ""))
 
     # ---- InferenceServices ----------------------------------------------------------------------
     def _inference_service(self, kube: Kube, ns: str, isvc: dict[str, Any], found: predictor.Predictor,
@@ -259,34 +257,6 @@ def _recent_load_failure(current: status.PredictorStatus) -> bool:
     failure = current.failure
     return (current.active == "FailedToLoad" and failure is not None and failure.reason == "ModelLoadFailed"
             and bool(failure.time) and time.time() - status.parse_time(failure.time) < LOAD_FAILURE_EXPIRY_S)
-
-
-def port_forward(pod_name: str, namespace: str, uid: str, endpoints: dict[str, str]) -> dict[str, Any]:
-    """kwok's PortForward for a pod: every pod port of `endpoints` (8033, 8008, 2112, 8089) to its loopback
-    address. Owned by the pod, so it goes with it."""
-    def target(address: str) -> dict[str, Any]:
-        host, _, port = address.rpartition(":")
-        return {"address": host, "port": int(port)}
-    return {"apiVersion": f"{PORT_FORWARD[0]}/{PORT_FORWARD[1]}", "kind": "PortForward",
-            "metadata": {"name": pod_name, "namespace": namespace,
-                         "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": uid}]},
-            "spec": {"forwards": [{"ports": [int(port)], "target": target(address)}
-                                  for port, address in sorted(endpoints.items())]}}
-
-
-def _ensure_port_forward(kube: Kube, pod: Any, instance: Instance) -> None:
-    """`kubectl port-forward` (and the suite's default resolver) then reach the instance through the real API
-    server, as on a real cluster."""
-    meta = pod.metadata
-    body = port_forward(meta.name, meta.namespace, meta.uid, instance.endpoints())
-    try:
-        kube.custom.create_namespaced_custom_object(*PORT_FORWARD[:2], meta.namespace, PORT_FORWARD[2], body)
-    except ApiException as error:
-        if error.status == 409:
-            kube.custom.patch_namespaced_custom_object(*PORT_FORWARD[:2], meta.namespace, PORT_FORWARD[2],
-                                                       meta.name, {"spec": body["spec"]})
-        elif error.status != 404:  # 404: a cluster started without kwok's PortForward CRD
-            raise
 
 
 def _first_line(error: BaseException) -> str:
