@@ -98,6 +98,9 @@ class Backer:
         where = self.root / meta["namespace"] / meta["name"]
         backed = Backed(meta["uid"])
         mounts = volumes.materialise(pod, objects, where / "volumes", token=self._tokens(pod, backed))
+        if runtimepod.is_runtime_pod(pod):
+            self._start_runtime(pod, objects, mounts, where, backed)
+            return
         account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
         kubeconfig = self.kubeconfig_for(meta["namespace"], self.token_for(meta["namespace"], account, "",
                                                                             TOKEN_SECONDS), where / "kubeconfig")
@@ -109,9 +112,6 @@ class Backer:
             return images.Container(spec, pod, podenv.resolve(pod, spec["name"], objects),
                                     mounts.get(spec["name"], {}), tmp, kubeconfig, kube)
 
-        if runtimepod.is_runtime_pod(pod):
-            self._start_runtime(pod, objects, mounts, where, backed)
-            return
         for spec in (pod.get("spec") or {}).get("initContainers") or []:
             images.INIT_PROGRAMS[images.image_name(spec["image"])](container(spec, "init"))
         # What the init containers made (the etcd pod's Secrets) is there for the containers' env, as in a pod.
