@@ -79,7 +79,7 @@ def test_the_operator_installs_the_odh_overlay_and_the_controller_runs(real: dic
                             lambda d: (d.status.available_replicas or 0) >= 1)
     assert deployment.spec.template.spec.service_account_name == "modelmesh-controller"
     # The etcd pod's init container made modelmesh-serving's etcd Secret, as on RHOAI.
-    secret = core.read_namespaced_secret("model-serving-etcd", APPS)
+    secret = eventually(lambda: core.read_namespaced_secret("model-serving-etcd", APPS), lambda s: True)
     connection = json.loads(base64.b64decode(secret.data["etcd_connection"]))
     assert (connection["endpoints"], connection["root_prefix"]) == ("http://etcd:2379", "modelmesh-serving")
     # The controller took the leader lease: it is running, connected and reconciling.
