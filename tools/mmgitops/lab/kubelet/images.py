@@ -8,6 +8,7 @@ source, lab/controller/build.py), etcd (the local cluster's own pinned build) an
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes.client.rest import ApiException
+
+from mmgitops.lab.kubelet import secret_data
 
 CONTAINER_TMP = "/tmp"
 
@@ -48,11 +51,19 @@ def image_name(image: str) -> str:
     return last.split("@", 1)[0].split(":", 1)[0]
 
 
-def container_path(path: str, c: Container) -> str:
-    """A path the container names, as this machine sees it: under one of its mounts, or under its own /tmp."""
-    for mount, host in sorted(c.mounts.items(), key=lambda m: -len(m[0])):
+def mounted_path(path: str, mounts: dict[str, Path]) -> str | None:
+    """Where a path under one of a container's mounts (mountPath -> host path) is on this machine; None if none."""
+    for mount, host in sorted(mounts.items(), key=lambda m: -len(m[0])):
         if path == mount or path.startswith(mount.rstrip("/") + "/"):
             return str(host / path[len(mount):].lstrip("/"))
+    return None
+
+
+def container_path(path: str, c: Container) -> str:
+    """A path the container names, as this machine sees it: under one of its mounts, or under its own /tmp."""
+    mounted = mounted_path(path, c.mounts)
+    if mounted is not None:
+        return mounted
     if path == CONTAINER_TMP or path.startswith(CONTAINER_TMP + "/"):
         return str(c.tmp / path[len(CONTAINER_TMP):].lstrip("/"))
     return path
@@ -103,7 +114,8 @@ def etcd_secret_creator(c: Container) -> None:
 
     def read(name: str) -> dict[str, str] | None:
         try:
-            return {k: _b64d(v) for k, v in (core.read_namespaced_secret(name, namespace).data or {}).items()}
+            found = core.read_namespaced_secret(name, namespace)
+            return {k: v.decode("utf-8", errors="replace") for k, v in secret_data({"data": found.data}).items()}
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -112,8 +124,6 @@ def etcd_secret_creator(c: Container) -> None:
     passwords, connection = read("etcd-passwords"), read("model-serving-etcd")
     if passwords is not None and connection is not None:
         return
-    import json
-
     if passwords is None and connection is not None:
         password = str(json.loads(connection.get("etcd_connection", "{}")).get("password", ""))
     elif passwords is not None:
@@ -127,12 +137,6 @@ def etcd_secret_creator(c: Container) -> None:
         value = json.dumps({"endpoints": "http://etcd:2379", "root_prefix": "modelmesh-serving", "userid": "root",
                             "password": password})
         _create_secret(core, namespace, "model-serving-etcd", {"etcd_connection": value})
-
-
-def _b64d(value: str) -> str:
-    import base64
-
-    return base64.b64decode(value).decode("utf-8", errors="replace")
 
 
 def _create_secret(core: Any, namespace: str, name: str, data: dict[str, str]) -> None:

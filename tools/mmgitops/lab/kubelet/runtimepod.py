@@ -50,8 +50,10 @@ def etcd_of(env: dict[str, str], mounts: dict[str, Path]) -> Etcd:
     store = env.get("KV_STORE", "")
     if not store.startswith(KV_STORE):
         raise ToolError(f"container {MM_CONTAINER}: KV_STORE {store!r} is not etcd:<file>")
-    container = images.Container({}, {}, env, mounts, Path("/nonexistent"), Path("/nonexistent"))
-    path = Path(images.container_path(store[len(KV_STORE):], container))
+    mounted = images.mounted_path(store[len(KV_STORE):], mounts)
+    if mounted is None:
+        raise ToolError(f"container {MM_CONTAINER}: KV_STORE names {store[len(KV_STORE):]}, which no volume mounts")
+    path = Path(mounted)
     try:
         connection = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
