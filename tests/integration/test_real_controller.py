@@ -1,7 +1,6 @@
-"""The real modelmesh-serving controller (RHOAI 2.25's source, built here) on a local cluster of its own
-(`local cluster up --controller real`): installed from its ODH overlay when a DataScienceCluster says
-`modelmeshserving: Managed`, its pod backed by the real binary in the pod network, and what it writes for a
-ServingRuntime and an InferenceService, read back from the API server.
+"""The real modelmesh-serving controller (RHOAI 2.25's source, built here) on a local cluster of its own: installed
+from its ODH overlay when a DataScienceCluster says `modelmeshserving: Managed`, its pod backed by the real binary
+in the pod network, and what it writes for a ServingRuntime and an InferenceService, read back from the API server.
 
 Skipped, with the reason, where root or the controller's source tarball is missing.
 """
@@ -19,9 +18,10 @@ import tenacity
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from mmgitops.conformance.cluster import objects
+from mmgitops.lab.kubelet import network
 
-from tests.integration.conftest import missing, own_cluster
-from tests.integration.test_modelmesh_standin_engines import one_model_served
+from tests.integration.conftest import own_cluster
+from tests.integration.test_runtime_pod_engines import one_model_served
 
 pytestmark = pytest.mark.integration
 APPS = "redhat-ods-applications"
@@ -31,18 +31,9 @@ ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 WITHIN_S = 180  # the controller's first reconcile after its informers sync, on 2 busy cores
 
 
-def skip_reason() -> str:
-    from mmgitops.lab.controller import build
-
-    return missing(build.source, "the pod network the controller runs in")
-
-
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    for info in own_cluster(tmp_path_factory, "mmgitops-real-test", "--controller", "real"):
+    for info in own_cluster(tmp_path_factory, "mmgitops-real-test"):
         api = config.new_client_from_config(config_file=info["kubeconfig"])
         custom = client.CustomObjectsApi(api)
         custom.create_cluster_custom_object("dscinitialization.opendatahub.io", "v1", "dscinitializations", {
@@ -82,6 +73,11 @@ def test_the_operator_installs_the_odh_overlay_and_the_controller_runs(real: dic
     secret = eventually(lambda: core.read_namespaced_secret("model-serving-etcd", APPS), lambda s: True)
     connection = json.loads(base64.b64decode(secret.data["etcd_connection"]))
     assert (connection["endpoints"], connection["root_prefix"]) == ("http://etcd:2379", "modelmesh-serving")
+    # Its postStart hook (enable_auth.sh) enabled auth: etcd refuses a request that names no user.
+    refused = eventually(lambda: network.post_json(real["pod_network"]["pod-network"],
+                                                   "http://127.0.0.1:2379/v3/kv/range", {"key": "Zm9v"}),
+                         lambda answer: "user name is empty" in answer[1], within=60)
+    assert refused[0] != 200
     # The controller took the leader lease: it is running, connected and reconciling.
     lease = eventually(lambda: client.CoordinationV1Api(real["api"]).list_namespaced_lease(APPS),
                        lambda leases: any((lease.spec.holder_identity or "") for lease in leases.items))

@@ -4,6 +4,7 @@ mounts as host paths."""
 from __future__ import annotations
 
 import base64
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,15 @@ def mode(path: Path) -> int:
 
 
 def files(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): p.read_text() for p in sorted(directory.rglob("*")) if p.is_file()}
+    """What a container sees in the volume: its files through the `..data` links, not the versions behind them."""
+    out = {}
+    for parent, dirs, names in os.walk(directory, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith("..")]
+        for name in names:
+            path = Path(parent, name)
+            if not name.startswith("..") and ".." not in path.relative_to(directory).parts[0][:2]:
+                out[str(path.relative_to(directory))] = path.read_text()
+    return dict(sorted(out.items()))
 
 
 def refusal(pod: dict[str, Any], root: Path, found: Objects | None = None, **kwargs: Any) -> KubeletError:
@@ -123,18 +132,22 @@ def test_default_mode_and_item_mode_are_honoured(tmp_path: Path):
 # ---- keeping a volume current ----------------------------------------------------------------------------
 
 
-def test_a_second_run_rewrites_only_what_changed_and_removes_what_disappeared(tmp_path: Path):
+def test_a_second_run_swaps_in_a_new_version_only_when_something_changed(tmp_path: Path):
     pod = runtime_pod()
     materialise(pod, objects(), tmp_path)
     tc, etcd = tmp_path / "tc-config", tmp_path / "etcd-config"
-    before = {p: p.stat().st_ino for p in (tc / "type_constraints", tc / "dataplane_api_config")}
+    first = os.readlink(tc / "..data")
+    materialise(pod, objects(), tmp_path)
+    assert os.readlink(tc / "..data") == first  # nothing changed: nothing written
     (tmp_path / "models-dir" / "model.bin").write_text("loaded")
 
     materialise(pod, objects(type_constraints='{"rt:mlserver-1.x":{}}', etcd=None), tmp_path)
 
     assert files(tc) == {"dataplane_api_config": '{"rpcConfigs":{}}', "type_constraints": '{"rt:mlserver-1.x":{}}'}
-    assert (tc / "dataplane_api_config").stat().st_ino == before[tc / "dataplane_api_config"]  # untouched
-    assert (tc / "type_constraints").stat().st_ino != before[tc / "type_constraints"]  # replaced by a rename
+    # AtomicWriter's layout, which ModelMesh's ConfigMapKeyFileWatcher watches: `..data` swapped to a new version,
+    # each key a link through it, the old version gone.
+    assert os.readlink(tc / "..data") != first and not (tc / first).exists()
+    assert os.readlink(tc / "type_constraints") == "..data/type_constraints"
     assert files(etcd) == {}  # the key left the Secret
     assert files(tmp_path / "models-dir") == {"model.bin": "loaded"}  # an emptyDir lives as long as the pod
 
@@ -146,7 +159,8 @@ def test_a_key_removed_from_a_configmap_goes_with_its_directories(tmp_path: Path
     materialise(pod, objects(), tmp_path)
     pod["spec"]["volumes"][2]["configMap"]["items"] = [{"key": "dataplane_api_config", "path": "dp"}]
     materialise(pod, objects(), tmp_path)
-    assert sorted(p.name for p in (tmp_path / "tc-config").iterdir()) == ["dp"]
+    assert sorted(p.name for p in (tmp_path / "tc-config").iterdir() if not p.name.startswith("..")) == ["dp"]
+    assert files(tmp_path / "tc-config") == {"dp": '{"rpcConfigs":{}}'}
 
 
 def test_a_changed_mode_alone_is_applied(tmp_path: Path):
@@ -157,11 +171,12 @@ def test_a_changed_mode_alone_is_applied(tmp_path: Path):
     assert mode(tmp_path / "tc-config" / "type_constraints") == 0o640
 
 
-def test_a_temporary_file_a_killed_run_left_is_removed(tmp_path: Path):
+def test_a_version_a_killed_run_left_half_written_is_removed(tmp_path: Path):
     materialise(runtime_pod(), objects(), tmp_path)
-    (tmp_path / "etcd-config" / ".tmp-abc123").write_text("half")
-    materialise(runtime_pod(), objects(), tmp_path)
-    assert sorted(p.name for p in (tmp_path / "etcd-config").iterdir()) == ["etcd_connection"]
+    (tmp_path / "etcd-config" / "..2026_01_01_00_00_00.half").mkdir()
+    materialise(runtime_pod(), objects(etcd='{"endpoints": "http://etcd:2379"}'), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "etcd-config").iterdir() if p.name != "..data"
+                  and not p.is_symlink()) == [os.readlink(tmp_path / "etcd-config" / "..data")]
 
 
 # ---- optional, subPath, projected ------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from mmgitops.lab.cluster import audit
-from mmgitops.lab.standins import rhoai
 from mmgitops.lab.standins.projects import api as projects
 from mmgitops.lab.standins.projects import template as templates
 
@@ -118,19 +117,6 @@ def test_the_registration_routes_the_group_to_loopback():
                                "verbs": ["list", "watch"]}]
     assert (binding["roleRef"]["name"], binding["subjects"]) == ("basic-user", [
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}])
-
-
-def test_the_model_serving_roles_aggregate_into_admin_edit_and_view():
-    roles = {r["metadata"]["name"]: r for r in rhoai.user_cluster_roles()}
-    to = "rbac.authorization.k8s.io/aggregate-to-"
-    assert roles["model-serving-admin"]["metadata"]["labels"] == {f"{to}admin": "true"}
-    assert roles["model-serving-admin"]["aggregationRule"] == {
-        "clusterRoleSelectors": [{"matchLabels": {f"{to}model-serving-admin": "true"}}]}
-    assert roles["model-serving-edit"]["metadata"]["labels"] == {f"{to}edit": "true",
-                                                                 f"{to}model-serving-admin": "true"}
-    assert roles["model-serving-edit"]["rules"][0]["verbs"] == ["create", "delete", "get", "list", "patch",
-                                                                "update", "watch"]
-    assert roles["model-serving-view"]["metadata"]["labels"] == {f"{to}view": "true"}
 
 
 def test_the_audit_policy_records_only_the_audited_namespaces_accounts():

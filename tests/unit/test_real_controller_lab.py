@@ -166,13 +166,17 @@ def test_the_hosts_file_names_services_as_cluster_dns_does(tmp_path: Path) -> No
     assert not any("modelmesh-serving" in line for line in lines)  # headless: no ClusterIP to map
 
 
-def test_without_root_the_real_controller_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_root_cluster_up_is_refused_in_one_line_before_anything_starts(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mmgitops.lab.cluster import cluster
     from mmgitops.lab.kubelet import backer
 
+    monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path / "state"))
     monkeypatch.setattr(backer.os, "geteuid", lambda: 1000)
-    with pytest.raises(backer.ToolError, match="root is needed") as refused:
-        backer.check_root()
-    assert "\n" not in str(refused.value) and "--controller standin" in str(refused.value)
+    with pytest.raises(backer.ToolError, match="needs root") as refused:
+        cluster.up(lambda _text: None)
+    assert "\n" not in str(refused.value) and "local mesh up" in str(refused.value)
+    assert not (tmp_path / "state").exists()
 
 
 def test_a_probe_port_is_a_number_or_the_name_of_a_container_port() -> None:
@@ -201,11 +205,55 @@ def test_a_runtime_pods_embedded_instance_takes_its_settings_from_the_pod_spec(t
                                  "LOADTIME_TIMEOUT": "90000", "LOADING_CONCURRENCY": "2"}}
     mounts = {"mm": {"/opt/kserve/mmesh/etcd": etcd_dir}, "mlserver-adapter": {"/storage-config": storage}}
     assert runtimepod.is_runtime_pod(pod)
-    config = runtimepod.instance_config(pod, envs, mounts, "http://127.0.0.1:1", tmp_path / "work")
+    config = runtimepod.instance_config(runtimepod.settings(pod, envs, mounts), "http://127.0.0.1:1", tmp_path / "work")
     assert config.instance_id == "7d9f8c6b5-x2k4p"[-12:] and config.labels == ["mt:sklearn", "rt:rt"]
     assert config.capacity_bytes == 1073741824 - 134217728 and config.min_churn_age_ms == 1500
     assert (config.load_timeout_ms, config.max_loading_concurrency) == (90000, 2)
     assert config.prefix == "modelmesh-serving/mm_ns/models/mm/modelmesh-serving/"
     assert config.storage_config == str(storage) and config.etcd == "http://127.0.0.1:1"
     envs["mm"]["CUSTOM_JVM_ARGS"] = ""  # ModelMesh's default: 10 x max(3 s, load timeout / 3)
-    assert runtimepod.instance_config(pod, envs, mounts, "", tmp_path).min_churn_age_ms == 300000
+    assert runtimepod.settings(pod, envs, mounts).min_churn_age_ms == 300000
+
+
+def test_an_unknown_engine_is_refused_in_one_line_before_anything_starts(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    from mmgitops.errors import ToolError
+    from mmgitops.lab.cluster import cluster
+
+    monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path / "state"))
+    with pytest.raises(ToolError, match=r"^--engine bogus: choose one of embedded, reference$"):
+        cluster.up(lambda _text: None, "bogus")
+    assert not (tmp_path / "state").exists()
+
+
+def test_the_instance_id_is_the_last_12_characters_of_the_pod_name() -> None:
+    from mmgitops.modelmesh import defaults
+
+    assert defaults.instance_id("modelmesh-serving-gpu-5d8f7c9b4-x7k2p") == "f7c9b4-x7k2p"
+    assert defaults.instance_id("modelmesh-serving-mlserver-1.x-6b9f7d5c48-q2w8z") == "7d5c48-q2w8z"
+    assert defaults.instance_id("short-pod") == "short-pod"
+
+
+def test_a_runtime_pods_port_forward_names_each_pod_port_and_its_owner() -> None:
+    from mmgitops.lab.kubelet import publish
+
+    endpoints = {"8033": "127.0.0.1:1", "8008": "127.0.0.1:2", "2112": "127.0.0.1:3", "8089": "127.0.100.7:8089"}
+    body = publish.port_forward("pod", "models", "uid-1", endpoints)
+    assert {f["ports"][0]: (f["target"]["address"], f["target"]["port"]) for f in body["spec"]["forwards"]} == {
+        2112: ("127.0.0.1", 3), 8008: ("127.0.0.1", 2), 8033: ("127.0.0.1", 1), 8089: ("127.0.100.7", 8089)}
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+@pytest.mark.parametrize("models", [1, 9, 24])
+def test_the_room_a_runtime_declares_is_the_room_the_suite_gave_it(models: int) -> None:
+    """What room_per_pod takes for a pod that has published no capacity yet: the runtime's memory request minus
+    memBufferBytes, in ModelMesh's units, less its one-unit unload buffer (9 units made "capacity=9" on a
+    reference pod of a runtime made for 9)."""
+    from mmgitops.conformance.cluster import objects
+
+    for kind in ("cpu", "gpu"):
+        runtime = objects.serving_runtime(objects.read_template(kind), "rt", "ns", "run", 1, models, gpu=kind == "gpu")
+        assert objects.declared_room(runtime) == models
+    runtime["spec"]["builtInAdapter"]["memBufferBytes"] = 0  # the whole request is cache
+    memory = objects._memory_request(runtime)
+    assert objects.declared_room(runtime) == memory // objects.UNIT_BYTES - 1

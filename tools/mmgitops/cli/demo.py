@@ -3,9 +3,10 @@
 1. the local cluster (built and started if it is not up; reused if it is);
 2. the `conformance` profile, installed by a real Argo CD (`local argocd up`, then `local argocd sync
    conformance`), or with `--apply` by `mmgitops apply overlays/conformance` in wave order;
-3. the conformance suite in cluster mode, against the runtimes the ModelMesh stand-in runs, as the profile's
-   least-privileged runner (a ServiceAccount that may act in namespace mmgitops-conformance only);
-4. the report's path; the report says how the profile was installed.
+3. the conformance suite in cluster mode, against the runtimes RHOAI's modelmesh-serving controller (built from its
+   pinned source) runs, as the profile's least-privileged runner (a ServiceAccount that may act in namespace
+   mmgitops-conformance only);
+4. the report's path; the report says how the profile was installed and which controller served it.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def conform(info: dict[str, Any], report: Path) -> int:
         data = json.loads(results.read_text(encoding="utf-8"))
         data["installed"] = info["installed"]
         data["target"]["runner"] = f"ServiceAccount {RUNNER[0]}/{RUNNER[1]}"
+        # Which controller wrote the runtime Deployments and the InferenceServices' status (the runner may not read
+        # the applications namespace, so the lab says it)
+        data["target"]["controller"] = info.get("controller") or "unknown"
         results.write_text(json.dumps(data, indent=2), encoding="utf-8")
         report_mod.render(report)
     return code

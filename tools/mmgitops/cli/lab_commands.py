@@ -38,12 +38,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lc.add_argument("--output", type=Path, metavar="FILE",
                     help="kubeconfig: where to write it (default: NAME.kubeconfig in the cluster's state directory)")
     lc.add_argument("--engine", choices=("embedded", "reference"), default="embedded",
-                    help="up: what backs each runtime pod: an embedded local-mesh instance (default) or a reference "
-                    "pod, the real ModelMesh data plane built from sources (root needed)")
-    lc.add_argument("--controller", choices=("standin", "real"), default="standin",
-                    help="up: which ModelMesh controller writes the runtime Deployments and InferenceService status: "
-                    "the stand-in (default) or the real modelmesh-serving controller built from RHOAI 2.25's source, "
-                    "installed from its ODH overlay, runtime pods played by the embedded engine (root needed)")
+                    help="up: what plays each runtime pod the ModelMesh controller (RHOAI 2.25's modelmesh-serving, "
+                    "built from its source) makes: an embedded local-mesh instance (default) or a reference pod, the "
+                    "real ModelMesh data plane built from sources. `up` needs root: the pods run in a network "
+                    "namespace")
     mesh_parser(local_sub)
     argocd_commands.add_parser(local_sub)
     demo = sub.add_parser("demo", help="local cluster + the conformance profile synced by Argo CD + the suite in "
@@ -131,8 +129,8 @@ def cmd_local(args: argparse.Namespace) -> int:
             if args.build_what == "cluster":
                 try:
                     controller_build.source(args.source)
-                except ToolError as error:  # the cluster runs without it (`up --controller standin`)
-                    skipped = f"not built: the ModelMesh controller ({error})"
+                except ToolError as error:  # the rest is still worth building; `local cluster up` will say it too
+                    skipped = f"not built: the ModelMesh controller, which `local cluster up` needs ({error})"
                 else:
                     controller = controller_build.ensure(lambda text: status.update(f"Building {text}"), args.source)
         paths += argocd_bins.all()
@@ -149,7 +147,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.action == "up":
         with err.status("Starting the local cluster...") as status:
-            info = cluster.up(lambda text: status.update(text), args.engine, args.controller)
+            info = cluster.up(lambda text: status.update(text), args.engine)
         print(json.dumps(info, indent=2) if args.format == "json" else
               f"local cluster up in {info['seconds']} s: API server {info['server']}\n"
               f"ModelMesh controller: {info['controller']}; runtime pods backed by the {info['engine']} mesh "
@@ -195,7 +193,7 @@ def print_status(info: dict[str, Any], output: str, what: str, describe: Callabl
 
 def describe_cluster(info: dict[str, Any]) -> str:
     return "\n".join([f"API server {info['server']}, kubeconfig {info['kubeconfig']}, mesh engine {info['engine']}, "
-                       f"ModelMesh controller {info.get('controller', 'standin')}",
+                       f"ModelMesh controller {info.get('controller', '?')}",
                       *([f"audit log {info['audit_log']}"] if info.get("audit_log") else []),
                       *(f"  {name:<24} pid {proc['pid']:<8} {'running' if proc['running'] else 'NOT running'}"
                         for name, proc in info["processes"].items())])

@@ -157,6 +157,9 @@ class MeshTarget:
     def platform(self) -> Platform:
         raise TargetError("UNIMPLEMENTED", "the mesh target has no Kubernetes API (run with --target cluster)")
 
+    def declared_room(self) -> int | None:
+        return None  # its pods were given or started with their own sizes: what they report is all there is
+
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()

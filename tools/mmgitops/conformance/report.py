@@ -227,6 +227,7 @@ code { font-size: 0.95em; } img { max-width: 100%; }
 {%- if run.target.runner %}, as {{ run.target.runner }}{% endif %}
 {%- if run.target.mesh_engine %}, runtime pods backed by the {{ run.target.mesh_engine }} engine
 {%- if run.target.reference_commit %} (ModelMesh <code>{{ run.target.reference_commit }}</code>){% endif %}{% endif %}
+{%- if run.target.controller %}, controller {{ run.target.controller }}{% endif %}
 {%- else %}embedded local mesh{% endif %}
 {%- if run.options.markexpr %}, <code>-m {{ run.options.markexpr }}</code>{% endif %}.
 {% if run.installed %}Profile <code>{{ run.installed.profile }}</code> installed by {{ run.installed.by }}

@@ -134,12 +134,22 @@ def capacity_models(target: Target, pod: str) -> int | None:
     return None if capacity is None else int(capacity) // UNIT_BYTES
 
 
-def room_per_pod(target: Target) -> dict[str, int]:
-    room = {pod: capacity_models(target, pod) for pod in target.pods()}
-    missing = [pod for pod, k in room.items() if not k]
-    if missing:
-        pytest.fail(f"pods {', '.join(missing)} report no modelmesh_instance_capacity_bytes")
-    return {pod: int(k or 0) for pod, k in room.items()}
+def room_per_pod(target: Target, timeout_s: float = PUBLISHED_WITHIN_S) -> dict[str, int]:
+    """Each pod's room. ModelMesh sets its modelmesh_instance_* gauges only when it publishes a changed instance
+    record (Metrics.logInstanceStats from ModelMesh.publishInstanceRecord, which skips an unchanged one) or at its
+    janitor's run (every 6 minutes): an idle pod just started reports 0. So a pod that reports nothing takes the
+    room its runtime's spec declares, where the suite made the runtime; otherwise a bounded wait."""
+    deadline = time.monotonic() + timeout_s
+    declared = target.declared_room()
+    while True:
+        room = {pod: capacity_models(target, pod) or declared for pod in target.pods()}
+        missing = [pod for pod, k in room.items() if not k]
+        if not missing:
+            return {pod: int(k or 0) for pod, k in room.items()}
+        if time.monotonic() > deadline:
+            pytest.fail(f"pods {', '.join(missing)} report no modelmesh_instance_capacity_bytes after "
+                        f"{timeout_s:.0f} s")
+        time.sleep(1.0)
 
 
 def wait_for_gauges(target: Target, pods: list[str], name: str, wanted: Callable[[float], bool], what: str,

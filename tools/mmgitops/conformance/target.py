@@ -146,4 +146,9 @@ class Target(Protocol):
         """The cluster objects around the mesh; raises TargetError UNIMPLEMENTED where there is no cluster."""
         ...
 
+    def declared_room(self) -> int | None:
+        """How many one-unit models each pod's cache holds by the runtime's spec, where the suite made the runtime;
+        None where it did not."""
+        ...
+
     def close(self) -> None: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import shutil
 import socket
 import threading
@@ -80,3 +81,10 @@ def connects_inside(holder: int, port: int, timeout: float = 0.5) -> bool:
     thread.start()
     thread.join()
     return bool(answered)
+
+
+def with_hosts(argv: list[object], hosts: Path) -> list[object]:
+    """argv run in a mount namespace of its own where `hosts` is bind-mounted over /etc/hosts: a pod's name
+    resolution (cluster DNS, here a hosts file) for its processes alone. Children inherit it."""
+    script = f"mount --bind {shlex.quote(str(hosts))} /etc/hosts && exec \"$@\""
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv]

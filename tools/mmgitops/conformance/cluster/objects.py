@@ -82,23 +82,38 @@ def read_template(kind: str) -> dict[str, Any]:
 DEFAULT_MODELSIZE = "DEFAULT_MODELSIZE"  # the MLServer adapter's default model size, in bytes
 
 
+def _memory_request(runtime: dict[str, Any]) -> int:
+    """The model server container's memory request, in bytes: what the controller gives the adapter as
+    CONTAINER_MEM_REQ_BYTES (controllers/modelmesh/runtime.go)."""
+    where = f"ServingRuntime {runtime.get('metadata', {}).get('name')}"
+    containers = (runtime.get("spec") or {}).get("containers") or []
+    if not containers:
+        raise ToolError(f"{where}: spec.containers is empty")
+    requested = ((containers[0].get("resources") or {}).get("requests") or {}).get("memory")
+    try:
+        return int(parse_quantity(requested))
+    except (ValueError, TypeError):
+        raise ToolError(f"{where}: spec.containers[0].resources.requests.memory: {requested!r} is not a memory "
+                        "quantity") from None
+
+
+def declared_room(runtime: dict[str, Any]) -> int:
+    """How many one-unit models a pod of this runtime holds: the adapter's capacity (memory request minus
+    memBufferBytes, model-mesh-mlserver-adapter's CapacityInBytes) in ModelMesh's 8 KiB units, less the one unit
+    ModelMesh keeps as its unload buffer and leaves out of the capacity it publishes (publishInstanceRecord)."""
+    buffer = int(((runtime.get("spec") or {}).get("builtInAdapter") or {}).get("memBufferBytes") or 0)
+    return max((_memory_request(runtime) - buffer) // UNIT_BYTES - 1, 0)
+
+
 def serving_runtime(template: dict[str, Any], name: str, namespace: str, run_id: str, replicas: int,
                     capacity_models: int, gpu: bool, gpu_placement: dict[str, Any] | None = None) -> dict[str, Any]:
     """The template under a new name in the run's namespace, with `replicas` pods whose model cache holds
     about `capacity_models` one-unit models (capacity = the runtime container's memory request minus
     memBufferBytes), and for `gpu` one `nvidia.com/gpu` per pod placed as the repo's GPU runtime places it."""
     body = copy.deepcopy(template)
-    where = f"ServingRuntime {template.get('metadata', {}).get('name')}"
     spec = body.get("spec") or {}
     containers = spec.get("containers") or []
-    if not containers:
-        raise ToolError(f"{where}: spec.containers is empty")
-    requested = ((containers[0].get("resources") or {}).get("requests") or {}).get("memory")
-    try:
-        memory = int(parse_quantity(requested))
-    except (ValueError, TypeError):
-        raise ToolError(f"{where}: spec.containers[0].resources.requests.memory: {requested!r} is not a memory "
-                        "quantity") from None
+    memory = _memory_request(body)
     adapter = spec.setdefault("builtInAdapter", {})
     # One unit of slack: ModelMesh keeps a small unload buffer out of the capacity it reports.
     adapter["memBufferBytes"] = max(memory - (capacity_models + 1) * UNIT_BYTES, 0)

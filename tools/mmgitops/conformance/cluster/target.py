@@ -259,6 +259,9 @@ class ClusterTarget:
     def platform(self) -> Platform:
         return platform.read(self.session, self.runtime_body, self._runtime_pods())
 
+    def declared_room(self) -> int | None:
+        return objects.declared_room(self.runtime_body)
+
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()

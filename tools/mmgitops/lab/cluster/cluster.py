@@ -18,11 +18,8 @@ from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab import binaries
 from mmgitops.lab.cluster import audit, nodes
-from mmgitops.lab.controller import mode
-from mmgitops.lab.kubelet import backer, network
+from mmgitops.lab.kubelet import backer, engines, network
 from mmgitops.lab.ports import free_port
-from mmgitops.lab.standins import modelmesh
-from mmgitops.lab.standins.modelmesh import engines
 from mmgitops.lab.state import state_root
 
 S3_KEY, S3_BUCKET = "localS3", "models"
@@ -97,22 +94,18 @@ def read_state() -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED,
-       controller: str = mode.STANDIN) -> dict[str, Any]:
-    """engine: what backs each runtime pod, an embedded local-mesh instance or a reference pod (real ModelMesh);
-    controller: the real modelmesh-serving controller, or the stand-in."""
+def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[str, Any]:
+    """engine: what plays each runtime pod the ModelMesh controller makes, an embedded local-mesh instance or a
+    reference pod (the real ModelMesh data plane)."""
     if engine not in engines.ENGINES:
         raise ToolError(f"--engine {engine}: choose one of {', '.join(engines.ENGINES)}")
-    if controller not in mode.CONTROLLERS:
-        raise ToolError(f"--controller {controller}: choose one of {', '.join(mode.CONTROLLERS)}")
     if read_state():
         raise ToolError(f"a local cluster is already up (kubeconfig {kubeconfig_path()}): "
                         "`mmgitops local cluster down` first")
     started = time.monotonic()
+    _check_controller(progress)
     if engine == engines.REFERENCE:
         _check_reference(progress)
-    if controller == mode.REAL:
-        _check_controller(progress)
     bins, built = binaries.ensure(progress)
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
@@ -137,21 +130,19 @@ def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED,
                         f"(log: {state / 'kwokctl.log'})")
     info = {"name": name(), "kubeconfig": str(kubeconfig_path()), "ports": ports,
             "server": f"https://127.0.0.1:{ports['apiserver']}", "built": built, "engine": engine,
-            "controller": controller,
-            "audit_log": str(audit.log_path())}
+            "controller": _controller_commit(), "audit_log": str(audit.log_path())}
     (state / "cluster.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     from mmgitops.lab.cluster import bootstrap
 
     try:
         progress("adding nodes and installing the pinned CRDs")
         bootstrap.populate(kubeconfig_path(), nodes.cluster_nodes(), AUDITED_NAMESPACE)
-        if controller == mode.REAL:
-            progress("making the pod network: a network namespace where pod and Service IPs answer")
-            info["pod_network"] = network.start(state / "pod-network", ports["apiserver"])
-            (state / "cluster.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-        progress("starting the operator stand-ins and an S3 server")
-        info["standins_pid"] = _start_standins(state, engine, ports["projects"], controller,
-                                               info.get("pod_network", {}).get("pod-network", 0), info["server"])
+        progress("making the pod network: a network namespace where pod and Service IPs answer")
+        info["pod_network"] = network.start(state / "pod-network", ports["apiserver"])
+        (state / "cluster.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+        progress("starting the operator stand-ins, the pods' kubelet and an S3 server")
+        info["standins_pid"] = _start_standins(state, engine, ports["projects"], info["pod_network"]["pod-network"],
+                                               info["server"])
         progress("registering the project.openshift.io API")
         bootstrap.register_projects(kubeconfig_path(), ports["projects"])
         info.update(_start_s3(state))
@@ -164,33 +155,34 @@ def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED,
 
 
 def _check_reference(progress: Callable[[str], None]) -> None:
-    """Before anything starts: reference pods need root (a network namespace) and their binaries (built from
-    the upstream sources, or cached)."""
+    """Before anything starts: reference pods need their binaries (built from the upstream sources, or cached)."""
     from mmgitops.lab.reference import build
 
-    if os.geteuid() != 0:
-        raise ToolError("--engine reference: reference pods need root for their network namespace")
     build.build(None, lambda text: progress(f"building the reference pods: {text}"))
 
 
 def _check_controller(progress: Callable[[str], None]) -> None:
-    """Before anything starts: the real controller needs root (the pod network) and its binary."""
+    """Before anything starts: the ModelMesh controller runs in the pod network, which needs root, and its binary is
+    built from the pinned source (or cached)."""
     from mmgitops.lab.controller import build
-    from mmgitops.lab.kubelet.backer import check_root
 
-    check_root()
+    backer.check_root()
     build.ensure(lambda text: progress(f"building the ModelMesh controller: {text}"))
 
 
-def _start_standins(state: Path, engine: str, projects_port: int, controller: str, pod_network: int,
-                    server: str) -> int:
+def _controller_commit() -> str:
+    from mmgitops.lab.controller import build
+
+    return f"modelmesh-serving {build.planned().commit}"
+
+
+def _start_standins(state: Path, engine: str, projects_port: int, pod_network: int, server: str) -> int:
     log = (state / "standins.log").open("a", encoding="utf-8")
-    extra = ["--pod-network", str(pod_network), "--server", server] if controller == mode.REAL else []
     proc = subprocess.Popen([sys.executable, "-m", "mmgitops.lab.standins", "--kubeconfig", str(kubeconfig_path()),
                              "--state", str(state), "--projects-port", str(projects_port), "--pki", str(pki_dir()),
-                             *extra],
+                             "--pod-network", str(pod_network), "--server", server],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, engines.ENGINE_ENV: engine, mode.CONTROLLER_ENV: controller})
+                            env={**os.environ, engines.ENGINE_ENV: engine})
     (state / "standins.pid").write_text(str(proc.pid), encoding="utf-8")
     return proc.pid
 
@@ -232,9 +224,8 @@ def down() -> list[str]:
     if s3_pid.is_file() and procs.alive(pid := int(s3_pid.read_text().strip())):
         procs.stop(pid, group=True)
         stopped.append(f"S3 server (pid {pid})")
-    # The ModelMesh stand-in stops its mesh instances on SIGTERM, and the pod backer its pods' processes; these are
-    # what a killed one left.
-    left = {**modelmesh.recorded(state / "modelmesh"), **backer.recorded(state / "pods")}
+    # The pods' kubelet stops their processes on SIGTERM; these are what a killed one left.
+    left = backer.recorded(state / "pods")
     for what, pid in left.items():
         if procs.alive(pid):
             procs.stop(pid, group=True)
@@ -270,7 +261,6 @@ def status() -> dict[str, Any]:
         pid = int(s3_pid.read_text().strip())
         processes["s3"] = {"pid": pid, "running": procs.alive(pid)}
     backed = {f"pod {name}": pid for name, pid in backer.recorded(state_dir() / "pods").items()}
-    for what, pid in {**modelmesh.recorded(state_dir() / "modelmesh"), **(info.get("pod_network") or {}),
-                      **backed}.items():
+    for what, pid in {**(info.get("pod_network") or {}), **backed}.items():
         processes[what] = {"pid": pid, "running": procs.alive(pid)}
-    return {"up": True, "engine": engines.EMBEDDED, "controller": mode.STANDIN, **info, "processes": processes}
+    return {"up": True, "engine": engines.EMBEDDED, **info, "processes": processes}

@@ -9,9 +9,10 @@ that `http://etcd:2379` in modelmesh-serving's etcd Secret reaches the etcd Serv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shlex
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,18 @@ from kubernetes.client.rest import ApiException
 from mmgitops import procs
 from mmgitops.errors import ToolError
 from mmgitops.lab import egress, netns
-from mmgitops.lab.kubelet import KubeletError, Objects, images, network, podenv, publish, runtimepod, volumes
+from mmgitops.lab.kubelet import (
+    KubeletError,
+    Objects,
+    engines,
+    images,
+    network,
+    podenv,
+    publish,
+    refpod,
+    runtimepod,
+    volumes,
+)
 from mmgitops.lab.mesh import control
 from mmgitops.lab.ports import free_port
 from mmgitops.lab.spawn import spawn
@@ -48,8 +60,11 @@ class Backed:
 
 
 class Backer:
-    def __init__(self, root: Path, holder: int, token_for: TokenFor, kubeconfig_for: KubeconfigFor) -> None:
+    def __init__(self, root: Path, holder: int, token_for: TokenFor, kubeconfig_for: KubeconfigFor,
+                 engine: str = engines.EMBEDDED) -> None:
         self.root, self.holder, self.token_for, self.kubeconfig_for = root, holder, token_for, kubeconfig_for
+        self.engine = engine
+        self.reference = refpod.ReferencePods(root / "reference", holder)
         self.pods: dict[tuple[str, str], Backed] = {}
         self.etcd_bridges: dict[int, tuple[int, int]] = {}  # etcd Service port -> (port here, bridge PID)
         self._complaints: set[str] = set()
@@ -64,8 +79,13 @@ class Backer:
                 continue
             if images.runs_here(pod) or runtimepod.is_runtime_pod(pod):
                 wanted[(meta["namespace"], meta["name"])] = pod
+        present = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in listed}
         for key in [k for k, b in self.pods.items() if k not in wanted or wanted[k]["metadata"]["uid"] != b.uid]:
-            self._stop(key)
+            # Deleted with no grace period (the object is gone at once) or replaced: SIGKILL, as the kubelet kills a
+            # force-deleted pod's containers; a pod in its grace period gets SIGTERM first.
+            pod = present.get(key)
+            self._stop(key, kill=pod is None or pod["metadata"]["uid"] != self.pods[key].uid
+                       or not pod["metadata"].get("deletionGracePeriodSeconds"))
         for key, pod in wanted.items():
             if key not in self.pods:
                 try:
@@ -78,7 +98,7 @@ class Backer:
     def stop(self) -> None:
         for key in list(self.pods):
             self._stop(key)
-        for _port, pid in self.etcd_bridges.values():
+        for pid in [pid for _port, pid in self.etcd_bridges.values()] + list(self.reference.egress_pids().values()):
             if procs.alive(pid):
                 procs.stop(pid, group=True)
 
@@ -99,7 +119,7 @@ class Backer:
         backed = Backed(meta["uid"])
         mounts = volumes.materialise(pod, objects, where / "volumes", token=self._tokens(pod, backed))
         if runtimepod.is_runtime_pod(pod):
-            self._start_runtime(pod, objects, mounts, where, backed)
+            self._start_runtime(kube, pod, objects, mounts, where, backed)
             return
         account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
         kubeconfig = self.kubeconfig_for(meta["namespace"], self.token_for(meta["namespace"], account, "",
@@ -125,18 +145,38 @@ class Backer:
         for name, c, program in programs:
             backed.pids[name] = self._spawn(program, c.env, hosts, where / f"{name}.log")
             self._save()
+        for name, c, _program in programs:
+            if (c.spec.get("lifecycle") or {}).get("postStart"):
+                hook = images.POST_START.get(images.image_name(c.spec["image"]))
+                if hook is None:
+                    self._complain(f"pod {key[0]}/{key[1]}: container {name}: its postStart hook is not run here")
+                else:
+                    hook(c, self.holder)
 
-    def _start_runtime(self, pod: dict[str, Any], objects: Objects, mounts: dict[str, dict[str, Path]], where: Path,
-                       backed: Backed) -> None:
-        """The embedded instance that plays every container of a runtime pod; its relay comes once it has ports."""
+    def _start_runtime(self, kube: Any, pod: dict[str, Any], objects: Objects, mounts: dict[str, dict[str, Path]],
+                       where: Path, backed: Backed) -> None:
+        """The engine's processes that play every container of a runtime pod. Embedded: one instance, whose relay
+        comes once it has bound its ports; reference: runtimepod's pods with their relays, published at once."""
+        meta = pod["metadata"]
+        key = (meta["namespace"], meta["name"])
         envs = {c["name"]: podenv.resolve(pod, c["name"], objects) for c in pod["spec"]["containers"]}
-        etcd = runtimepod.etcd_of(envs[runtimepod.MM_CONTAINER], mounts.get(runtimepod.MM_CONTAINER, {}))
-        config = runtimepod.instance_config(pod, envs, mounts, self._etcd_bridge(etcd), where / "instance")
-        backed.instance = control.start_instance(config, where / "instance")
-        self.pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = backed
+        settings = runtimepod.settings(pod, envs, mounts)
+        if self.engine == engines.REFERENCE:
+            hosts = self._hosts(kube, meta["namespace"], where / "hosts")
+            started = self.reference.start(key, pod, settings, hosts, where / "reference")
+            self.pods[key] = backed
+            played_by = started["pids"]["pod"]
+            backed.pids.update(started["pids"])
+            publish.publish(kube, meta["name"], meta["namespace"], meta["uid"], meta.get("annotations") or {},
+                            started["endpoints"], engines.REFERENCE, started["commit"])
+        else:
+            config = runtimepod.instance_config(settings, self._etcd_bridge(settings.etcd), where / "instance")
+            backed.instance = control.start_instance(config, where / "instance")
+            self.pods[key] = backed
+            played_by = backed.instance["pid"]
         for name in envs:  # one process plays them all: each container lives and dies with it
-            backed.pids[name] = backed.instance["pid"]
-        # Only mm's probe (/ready on 8089) reaches the instance; oauth-proxy's (HTTPS /oauth/healthz) has nothing
+            backed.pids[name] = played_by
+        # Only mm's probe (/ready on 8089) reaches the engine; oauth-proxy's (HTTPS /oauth/healthz) has nothing
         # to answer it here (docs/fidelity.md).
         backed.probed = frozenset({runtimepod.MM_CONTAINER})
         self._save()
@@ -174,15 +214,13 @@ class Backer:
         meta = pod["metadata"]
         publish.publish(kube, meta["name"], meta["namespace"], meta["uid"], meta.get("annotations") or {},
                         {str(pod_port): f"127.0.0.1:{ports[name]}" for pod_port, name in runtimepod.POD_PORTS.items()},
-                        runtimepod.ENGINE)
+                        engines.EMBEDDED)
 
     def _spawn(self, program: images.Program, env: dict[str, str], hosts: Path, log: Path) -> int:
         # unshare -m: the hosts file is this process's alone; netns.inside: the pod network, and the program dies
         # with the stand-ins, as a container dies with its kubelet's pod sandbox here.
-        script = f"mount --bind {shlex.quote(str(hosts))} /etc/hosts && exec \"$@\""
-        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *program.argv]
-        return spawn(argv, log, env=images.environ(program.env, env), cwd=program.cwd,
-                     preexec_fn=netns.inside(self.holder, die=True)).pid
+        return spawn(netns.with_hosts(list(program.argv), hosts), log, env=images.environ(program.env, env),
+                     cwd=program.cwd, preexec_fn=netns.inside(self.holder, die=True)).pid
 
     def _hosts(self, kube: Any, namespace: str, path: Path) -> Path:
         """/etc/hosts for a pod of `namespace`: every Service with a ClusterIP under the names cluster DNS gives it
@@ -249,10 +287,14 @@ class Backer:
             return backed.tokens[(audience, seconds)]
         return token
 
-    def _stop(self, key: tuple[str, str]) -> None:
+    def _stop(self, key: tuple[str, str], kill: bool = False) -> None:
         backed = self.pods.pop(key)
-        for pid in backed.pids.values():
-            if procs.alive(pid):
+        self.reference.stop(key)
+        for pid in set(backed.pids.values()):
+            if kill:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            elif procs.alive(pid):
                 procs.stop(pid, group=True)
         self._save()
 
@@ -260,6 +302,7 @@ class Backer:
         self.root.mkdir(parents=True, exist_ok=True)
         pids = {f"{ns}/{pod}/{name}": pid for (ns, pod), b in self.pods.items() for name, pid in b.pids.items()}
         pids.update({f"etcd bridge {port}": pid for port, (_here, pid) in self.etcd_bridges.items()})
+        pids.update(self.reference.egress_pids())
         (self.root / PIDS_FILE).write_text(json.dumps(pids, indent=2), encoding="utf-8")
 
     def _complain(self, text: str) -> None:
@@ -278,5 +321,5 @@ def recorded(root: Path) -> dict[str, int]:
 
 def check_root() -> None:
     if os.geteuid() != 0:
-        raise ToolError("the real ModelMesh controller runs in the local cluster's pod network, a network namespace: "
-                        "root is needed (`local cluster up --controller standin` works without it)")
+        raise ToolError("the local cluster's pods (the ModelMesh controller, etcd, the runtime pods) run in a "
+                        "network namespace: `local cluster up` needs root (mesh mode, `local mesh up`, does not)")

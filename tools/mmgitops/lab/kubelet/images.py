@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,11 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from mmgitops.lab.kubelet import secret_data
+from mmgitops.lab.kubelet import KubeletError, secret_data
 
 CONTAINER_TMP = "/tmp"
+ETCD_CLIENT_PORT = 2379  # enable_auth.sh's endpoint, http://0.0.0.0:2379
+ETCD_WAIT_S = 60.0  # the script's availability loop: 10 tries, 6 s apart
 
 
 @dataclass
@@ -145,12 +148,36 @@ def _create_secret(core: Any, namespace: str, name: str, data: dict[str, str]) -
                                               "metadata": {"name": name}, "stringData": data})
 
 
+def etcd_enable_auth(c: Container, holder: int) -> None:
+    """The etcd container's postStart hook (config/overlays/odh's `etcd-scripts`, `enable_auth.sh ${ROOT_PASSWORD}`):
+    once etcd answers, the user root with the container's ROOT_PASSWORD and auth enabled, as `etcdctl user add root`
+    and `etcdctl auth enable` (which grants root the root role it needs) leave it. Through etcd's HTTP gateway."""
+    from mmgitops.lab.kubelet import network
+
+    base = f"http://127.0.0.1:{ETCD_CLIENT_PORT}/v3"
+    deadline = time.monotonic() + ETCD_WAIT_S
+    while network.post_json(holder, f"{base}/maintenance/status", {})[0] != 200:
+        if time.monotonic() > deadline:
+            raise KubeletError(f"container {c.spec['name']}: postStart: etcd did not answer in {ETCD_WAIT_S:.0f} s")
+        time.sleep(0.5)
+    password = c.env.get("ROOT_PASSWORD") or "password"  # the script's own default
+    for path, body in (("auth/user/add", {"name": "root", "password": password}), ("auth/role/add", {"name": "root"}),
+                       ("auth/user/grant", {"user": "root", "role": "root"}), ("auth/enable", {})):
+        status, text = network.post_json(holder, f"{base}/{path}", body)
+        if status != 200 and "already exist" not in text and "already enabled" not in text:
+            raise KubeletError(f"container {c.spec['name']}: postStart: etcd {path}: {status} {text[:200]}")
+
+
 PROGRAMS: dict[str, Callable[[Container], Program]] = {
     "modelmesh-controller": modelmesh_controller,
     "ose-etcd-rhel9": etcd,
 }
 INIT_PROGRAMS: dict[str, Callable[[Container], None]] = {
     "ose-cli-rhel9": etcd_secret_creator,
+}
+# lifecycle.postStart hooks, by image: run once the container's program started, in the pod network (its holder)
+POST_START: dict[str, Callable[[Container, int], None]] = {
+    "ose-etcd-rhel9": etcd_enable_auth,
 }
 
 

@@ -11,9 +11,11 @@ Nothing in it is reachable from the machine's own network.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,29 @@ def probe(holder: int, host: str, handler: dict[str, Any], container: dict[str, 
     thread.start()
     thread.join()
     return bool(verdict and verdict[0])
+
+
+def post_json(holder: int, url: str, body: dict[str, Any], timeout: float = 5.0) -> tuple[int, str]:
+    """POST body as JSON to url from inside the pod network: (HTTP status, answer text); (0, reason) when nothing
+    answered."""
+    answer: list[tuple[int, str]] = []
+
+    def work() -> None:
+        netns.enter(holder)
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with _DIRECT.open(request, timeout=timeout) as reply:
+                answer.append((reply.status, reply.read().decode("utf-8", errors="replace")))
+        except urllib.error.HTTPError as error:
+            answer.append((error.code, error.read().decode("utf-8", errors="replace")))
+        except OSError as error:
+            answer.append((0, str(error)))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return answer[0] if answer else (0, "no answer")
 
 
 def _port(port: Any, container: dict[str, Any]) -> int:

@@ -2,13 +2,10 @@
 projected, downwardapi, emptydir), and each container's volumeMounts as host paths (kubelet_pods.go makeMounts).
 
 Volume NAME lives in ROOT/NAME. configMap, secret, downwardAPI and projected volumes hold exactly their payload:
-a run after the objects changed rewrites the files whose bytes or mode changed (a temporary file renamed over
-the old one, so a reader sees the old file or the new, never half of one), leaves the others untouched and
-removes the files of keys that disappeared. emptyDir is a directory kept as it is for the pod's life.
+laid out as the kubelet's AtomicWriter lays them out (a `..data` link swapped to a new version when the objects
+change, see _sync). emptyDir is a directory kept as it is for the pod's life.
 
 Where this differs from the kubelet:
-- The kubelet swaps a whole `..data` directory, so a reader sees every key of one version; here each file is
-  replaced on its own.
 - A subPath mount of a configMap or secret volume sees updates here; the kubelet bind-mounts it once.
 - A file with no `mode`/`defaultMode` is 0644, or 0600 when it holds Secret data or a token (the API server
   defaults `defaultMode` to 0644 on every pod it stores, so its pods say otherwise); and a volume holding
@@ -26,6 +23,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -45,6 +43,7 @@ from mmgitops.lab.kubelet import (
 TokenSource = Callable[[str, int], str]  # (audience, expirationSeconds) -> token
 SUPPORTED = ("configMap", "secret", "downwardAPI", "projected", "emptyDir")
 PLAIN_MODE, PRIVATE_MODE = 0o644, 0o600
+DATA_DIR = "..data"  # the link to the current version (AtomicWriter's dataDirName)
 TOKEN_SECONDS = 3600  # serviceAccountToken's expirationSeconds when the pod leaves it out (API default)
 
 
@@ -200,44 +199,63 @@ def _mode(mode: Any, fallback: int) -> int:
 
 
 def _sync(directory: Path, payload: Payload) -> None:
-    """Make directory hold exactly payload: changed files replaced, unchanged ones untouched, stale ones gone."""
+    """Make directory hold exactly payload, as the kubelet's AtomicWriter does (pkg/volume/util/atomic_writer.go):
+    the files live in a timestamped `..<time>` directory, `..data` links to it and each top-level entry links into
+    `..data`. A new version is written beside the old one and `..data` renamed over at once, so a reader sees one
+    version of every key, and a watcher of the directory (ModelMesh's ConfigMapKeyFileWatcher) sees `..data`
+    created. An unchanged payload touches nothing."""
     directory.mkdir(exist_ok=True)
     directory.chmod(0o700 if any(f.private for f in payload.values()) else 0o755)
     wanted = {_relative(path, "item path"): file for path, file in payload.items()}
+    data = directory / DATA_DIR
+    current = data.resolve() if data.is_symlink() else None
+    if current is not None and _holds(current, wanted):
+        return
+    version = Path(tempfile.mkdtemp(prefix=f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.", dir=directory))
+    version.chmod(0o755)
     for path, file in wanted.items():
-        _write(directory / path, file)
-    stale = [Path(parent) / name for parent, _dirs, names in os.walk(directory) for name in names
-             if PurePosixPath(Path(parent, name).relative_to(directory).as_posix()) not in wanted]
-    for path in stale:  # keys that disappeared, and temporary files a killed run left
-        path.unlink()
-        _prune_empty(path.parent, directory)
+        _write(version / path, file)
+    link = directory / f"{DATA_DIR}_tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(version.name)
+    os.replace(link, data)
+    tops = {path.parts[0] for path in wanted}
+    for top in tops:
+        entry = directory / top
+        if not entry.is_symlink():
+            if entry.is_dir():
+                shutil.rmtree(entry)  # a plain file or directory an earlier writer left
+            else:
+                entry.unlink(missing_ok=True)
+            entry.symlink_to(Path(DATA_DIR) / top)
+    for entry in directory.iterdir():
+        if entry.name.startswith(".."):
+            if entry.is_dir() and not entry.is_symlink() and entry != version:
+                shutil.rmtree(entry)  # an older version, or one a killed run left half-written
+        elif entry.name not in tops:
+            entry.unlink() if entry.is_symlink() or entry.is_file() else shutil.rmtree(entry)
+
+
+def _holds(version: Path, wanted: Mapping[PurePosixPath, File]) -> bool:
+    """Does this version directory hold exactly these files, bytes and modes?"""
+    have = {PurePosixPath(Path(parent, name).relative_to(version).as_posix())
+            for parent, _dirs, names in os.walk(version) for name in names}
+    if have != set(wanted):
+        return False
+    for path, file in wanted.items():
+        target = version / path
+        if target.read_bytes() != file.data or stat.S_IMODE(target.stat().st_mode) != file.mode:
+            return False
+    return True
 
 
 def _write(target: Path, file: File) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)  # a key named like a directory an earlier version had
-    elif target.is_file() and not target.is_symlink() and target.read_bytes() == file.data:
-        if stat.S_IMODE(target.stat().st_mode) != file.mode:
-            target.chmod(file.mode)
-        return
-    # mkstemp creates the file 0600, so Secret bytes are never readable by others, even for a moment.
-    fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(file.data)
-            os.fchmod(out.fileno(), file.mode)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _prune_empty(directory: Path, top: Path) -> None:
-    """Remove directories a removed file leaves empty (an item path's parents), up to the volume's own."""
-    while directory != top and not any(directory.iterdir()):
-        directory.rmdir()
-        directory = directory.parent
+    # O_EXCL with 0600 first: Secret bytes are never readable by others, even for a moment.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(file.data)
+        os.fchmod(out.fileno(), file.mode)
 
 
 def _mounts(container: Obj, directories: Mapping[str, Path], inputs: _Inputs) -> dict[str, Path]:

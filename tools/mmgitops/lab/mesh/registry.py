@@ -37,6 +37,8 @@ from typing import Any
 import etcd3gw
 from etcd3gw.lease import Lease
 
+from mmgitops.lab.mesh import etcdauth
+
 HOUR_MS = 3_600_000
 # ModelMesh publishes "no model loaded" as an LRU time of Long.MAX_VALUE.
 NO_LRU = 2**63 - 1
@@ -201,9 +203,15 @@ Stored = tuple[dict[str, Any], int]  # a model record as etcd holds it, and its 
 
 
 class Registry:
-    def __init__(self, endpoint: str, prefix: str = kv_prefix("")) -> None:
+    def __init__(self, endpoint: str, prefix: str = kv_prefix(""), connection_file: str = "") -> None:
+        """connection_file: the mesh's etcd_connection, whose userid and password (if any) authenticate."""
         host, _, port = endpoint.removeprefix("http://").rpartition(":")
-        self._connect = lambda: etcd3gw.Etcd3Client(host=host, port=int(port), timeout=5, api_path="/v3/")
+        login = etcdauth.credentials(connection_file)
+
+        def connect() -> etcd3gw.Etcd3Client:
+            session = etcdauth.AuthSession(f"http://{host}:{port}", *login) if login else None
+            return etcd3gw.Etcd3Client(host=host, port=int(port), timeout=5, api_path="/v3/", session=session)
+        self._connect = connect
         self.client = self._connect()
         self.prefix = prefix
         self._view = View()

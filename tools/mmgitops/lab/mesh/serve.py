@@ -43,6 +43,7 @@ class InstanceConfig:
     load_timeout_ms: int
     max_loading_concurrency: int
     storage_config: str = ""
+    etcd_connection: str = ""  # a pod's mounted etcd_connection: the user and password etcd asks for, if any
     faults: list[str] = field(default_factory=list)
     default_model_size_bytes: int = sizing.DEFAULT_MODEL_SIZE_BYTES  # the adapter's DEFAULT_MODELSIZE
     lease_ttl_s: int = 3
@@ -101,7 +102,7 @@ def run(config: InstanceConfig) -> None:
         config.instance_id, f"127.0.0.1:{grpc_port}", int(status.capacityInBytes), config.min_churn_age_ms,
         int(status.modelLoadingTimeoutMs), int(status.maxLoadingConcurrency), config.lease_ttl_s,
         tuple(config.labels), int(status.defaultModelSizeInBytes)),
-        Registry(config.etcd, config.prefix), runtime, Peers(), mesh_metrics, faults)
+        Registry(config.etcd, config.prefix, config.etcd_connection), runtime, Peers(), mesh_metrics, faults)
     instance.start()
 
     def ready() -> bool:

@@ -133,8 +133,9 @@ def containers(index: int, built: Built, pod_dir: Path, config: dict[str, Path],
         "LOADTIME_TIMEOUT": options.load_timeout_ms, "USE_EMBEDDED_PULLER": "true",
         "RUNTIME_VERSION": options.mlserver_version, "LOADING_CONCURRENCY": options.loading_concurrency,
         "ROOT_MODEL_DIR": models, "STORAGE_CONFIG_DIR": config["storage"],
-        "DEFAULT_MODELSIZE": options.default_model_size,
     }
+    if options.default_model_size:  # unset, the adapter keeps its own default
+        adapter_env["DEFAULT_MODELSIZE"] = options.default_model_size
     mlserver_env = {
         **base_env,
         "MLSERVER_MODELS_DIR": models / "_mlserver_models",

@@ -1,20 +1,23 @@
-"""Run every stand-in in one loop until stopped: python -m mmgitops.lab.standins --kubeconfig FILE --state DIR
+"""Run every stand-in, and the kubelet's part for the pods whose programs run here (lab/kubelet), in one loop until
+stopped: python -m mmgitops.lab.standins --kubeconfig FILE --state DIR --pod-network PID --server URL
 [--projects-port PORT --pki DIR] (the last two: serve project.openshift.io on 127.0.0.1:PORT)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from kubernetes import config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from mmgitops.lab.controller import mode
+from mmgitops.lab.cluster import identity
+from mmgitops.lab.kubelet import engines
+from mmgitops.lab.kubelet.backer import Backer
 from mmgitops.lab.standins import gitops, gpu, odhmodel, olm, rhoai, serviceca
 from mmgitops.lab.standins.kube import Kube
 from mmgitops.lab.standins.projects import registry, server
@@ -23,15 +26,14 @@ from mmgitops.lab.standins.projects import registry, server
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m mmgitops.lab.standins", description=__doc__)
     parser.add_argument("--kubeconfig", required=True)
-    parser.add_argument("--state", type=Path, required=True,
-                        help="where the ModelMesh stand-in keeps its mesh instances' files")
+    parser.add_argument("--state", type=Path, required=True, help="where the kubelet keeps its pods' files")
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--projects-port", type=int, default=0,
                         help="serve the project.openshift.io API on this loopback port (0: not at all)")
     parser.add_argument("--pki", type=Path, help="kwokctl's pki directory: the project server's certificates")
-    parser.add_argument("--pod-network", type=int, default=0,
-                        help="with the real ModelMesh controller: the PID holding the pod network's namespace")
-    parser.add_argument("--server", default="", help="the API server's address, for the pods' kubeconfigs")
+    parser.add_argument("--pod-network", type=int, required=True,
+                        help="the PID holding the pod network's namespace (lab/kubelet/network.py)")
+    parser.add_argument("--server", required=True, help="the API server's address, for the pods' kubeconfigs")
     args = parser.parse_args()
     api = config.new_client_from_config(config_file=args.kubeconfig)
     kube = Kube(api)
@@ -40,33 +42,23 @@ def main() -> int:
             parser.error("--projects-port needs --pki")
         # Its own client: the server's threads never share a connection pool with the loop.
         server.serve(config.new_client_from_config(config_file=args.kubeconfig), args.projects_port, args.pki)
-    if mode.current() == mode.REAL:
-        from mmgitops.lab.cluster import identity
-        from mmgitops.lab.kubelet.backer import Backer
 
-        if not args.pod_network or not args.server:
-            parser.error("the real controller needs --pod-network and --server")
+    def token_for(namespace: str, account: str, audience: str, seconds: int) -> str:
+        return identity.token(api, namespace, account, seconds, audience)
 
-        def token_for(namespace: str, account: str, audience: str, seconds: int) -> str:
-            return identity.token(api, namespace, account, seconds, audience)
+    def kubeconfig_for(namespace: str, token: str, path: Path) -> Path:
+        return identity.kubeconfig(Path(args.kubeconfig), token, path, "pod", args.server, namespace)
 
-        def kubeconfig_for(namespace: str, token: str, path: Path) -> Path:
-            return identity.kubeconfig(Path(args.kubeconfig), token, path, "pod", args.server, namespace)
-
-        modelmesh: Any = Backer(args.state / "pods", args.pod_network, token_for, kubeconfig_for)
-        # the runtime pods' ServiceAccount first, then the kubelet's part
-        pods = [("odh-model-controller", odhmodel.reconcile), ("kubelet", modelmesh.reconcile)]
-    else:
-        from mmgitops.lab.standins.modelmesh.controller import Controller
-
-        modelmesh = Controller(args.state)
-        pods = [("modelmesh", modelmesh.reconcile)]
+    kubelet = Backer(args.state / "pods", args.pod_network, token_for, kubeconfig_for,
+                     os.environ.get(engines.ENGINE_ENV) or engines.EMBEDDED)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
         while not stopping:
             for name, reconcile in (("olm", olm.reconcile), ("rhoai", rhoai.reconcile), ("gpu", gpu.reconcile),
-                                    ("gitops", gitops.reconcile), ("service-ca", serviceca.reconcile), *pods,
+                                    ("gitops", gitops.reconcile), ("service-ca", serviceca.reconcile),
+                                    # the runtime pods' ServiceAccount first, then the kubelet's part
+                                    ("odh-model-controller", odhmodel.reconcile), ("kubelet", kubelet.reconcile),
                                     ("projects", lambda _kube: registry.reconcile(api))):
                 try:
                     reconcile(kube)
@@ -75,7 +67,7 @@ def main() -> int:
                     print(f"{name}: {str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
             time.sleep(args.interval)
     finally:
-        modelmesh.stop()
+        kubelet.stop()
     return 0
 
 

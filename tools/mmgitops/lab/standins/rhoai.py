@@ -1,16 +1,13 @@
 """RHOAI operator stand-in: DSCI and DSC status, and ModelMesh as the operator installs it when the DSC says
-`modelmeshserving: Managed`: with the real controller, modelmesh-serving's ODH overlay (lab/controller/overlay.py);
-with the ModelMesh stand-in, its controller Deployment and the model-serving ClusterRoles the overlay adds to
-admin, edit and view."""
+`modelmeshserving: Managed`: modelmesh-serving's ODH overlay (lab/controller/overlay.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from mmgitops.lab.controller import mode, overlay
+from mmgitops.lab.controller import overlay
 from mmgitops.lab.standins.kube import Kube, condition
 
 CONTROLLER = "modelmesh-controller"
@@ -65,12 +62,8 @@ def _reconcile_dsc(kube: Kube, dsc: dict[str, Any], apps_namespace: str | None) 
     conditions = []
     ready = True
     if managed.get("modelmeshserving"):
-        if mode.current() == mode.REAL:
-            overlay.install(kube.core.api_client, apps_namespace)
-            available = _available(kube, apps_namespace)
-        else:
-            ensure_user_roles(kube)
-            available = _ensure_controller(kube, apps_namespace)
+        overlay.install(kube.core.api_client, apps_namespace)
+        available = _available(kube, apps_namespace)
         ready = ready and available
         conditions.append(condition("ModelMeshServingReady", available, "Ready" if available else "NotReady",
                                     "" if available else f"deployment {CONTROLLER} not ready"))
@@ -87,32 +80,6 @@ def _reconcile_dsc(kube: Kube, dsc: dict[str, Any], apps_namespace: str | None) 
     })
 
 
-def _ensure_controller(kube: Kube, namespace: str) -> bool:
-    """The modelmesh-controller Deployment; kwok runs its pods on a simulated node."""
-    labels = {"app.kubernetes.io/name": "modelmesh-controller", "control-plane": CONTROLLER}
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": CONTROLLER, "namespace": namespace, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [{"name": "manager", "image": "quay.io/opendatahub/modelmesh-controller:stable"}],
-                    # kwok's simulated nodes carry this taint; real clusters have no such nodes.
-                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
-                },
-            },
-        },
-    }
-    kube.ensure(kube.apps.create_namespaced_deployment, kube.apps.read_namespaced_deployment, deployment, namespace)
-    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CONTROLLER, "namespace": namespace}}
-    kube.ensure(kube.core.create_namespaced_service_account, kube.core.read_namespaced_service_account,
-                account, namespace)
-    return _available(kube, namespace)
-
-
 def _available(kube: Kube, namespace: str) -> bool:
     try:
         current = kube.apps.read_namespaced_deployment(CONTROLLER, namespace)
@@ -121,42 +88,6 @@ def _available(kube: Kube, namespace: str) -> bool:
             return False
         raise
     return bool(current.status and (current.status.available_replicas or 0) >= 1)
-
-
-def user_cluster_roles() -> list[dict[str, Any]]:
-    """modelmesh-serving's `config/overlays/odh/rbac/user_cluster_roles.yaml`, as RHOAI installs it: a project's
-    admin and editors may manage InferenceServices and ServingRuntimes (kube's clusterrole-aggregation controller
-    folds these rules into admin and edit), viewers may read them. model-serving-view names the kubeflow.org group,
-    as upstream does."""
-    label = "rbac.authorization.k8s.io/aggregate-to-"
-    serving = ["inferenceservices", "servingruntimes"]
-    viewed = [f"{kind}{sub}" for kind in ("servingruntimes", "inferenceservices")
-              for sub in ("", "/status", "/finalizers")]
-    return [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "model-serving-admin", "labels": {f"{label}admin": "true"}},
-         "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {f"{label}model-serving-admin": "true"}}]},
-         "rules": []},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "model-serving-edit",
-                      "labels": {f"{label}edit": "true", f"{label}model-serving-admin": "true"}},
-         "rules": [{"apiGroups": ["serving.kserve.io"], "resources": serving,
-                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "model-serving-view", "labels": {f"{label}view": "true"}},
-         "rules": [{"apiGroups": ["kubeflow.org"], "resources": viewed, "verbs": ["get", "list", "watch"]}]},
-    ]
-
-
-def ensure_user_roles(kube: Kube) -> None:
-    rbac = client.RbacAuthorizationV1Api(kube.core.api_client)
-    for role in user_cluster_roles():
-        try:
-            rbac.read_cluster_role(role["metadata"]["name"])
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            rbac.create_cluster_role(role)
 
 
 def _same(status: dict[str, Any], phase: str, conditions: list[dict[str, Any]]) -> bool:

@@ -1,5 +1,6 @@
-"""The ModelMesh stand-in on a real API server, with each mesh engine behind the runtime pods: one runtime, one
-InferenceService, Loaded with the status modelmesh-serving writes, and answering through a port-forward.
+"""The runtime pods the real modelmesh-serving controller makes, played by each mesh engine: one runtime, one
+InferenceService, Loaded with the status the controller writes from the mesh's etcd, and answering through a
+port-forward. `one_model_served` is the embedded engine's proof too (test_real_controller.py runs it).
 
 The reference engine gets a cluster of its own (`local cluster up --engine reference`); it is skipped, with the
 reason, where the reference sources or root are missing.
@@ -20,12 +21,7 @@ from mmgitops.conformance.cluster import objects
 from mmgitops.conformance.cluster import session as cluster_session
 from mmgitops.conformance.cluster.resolve import PortForward
 from mmgitops.gitops.schemas import catalog
-from mmgitops.lab.standins.modelmesh.controller import (
-    COMMIT_ANNOTATION,
-    ENDPOINTS_ANNOTATION,
-    ENGINE_ANNOTATION,
-    PORT_FORWARD,
-)
+from mmgitops.lab.kubelet.publish import COMMIT_ANNOTATION, ENDPOINTS_ANNOTATION, ENGINE_ANNOTATION, PORT_FORWARD
 
 from tests.integration.conftest import missing, mmgitops, own_cluster
 
@@ -92,7 +88,7 @@ def one_model_served(cluster: dict, engine: str, env: dict[str, str] | None = No
         if env is not None:  # the cluster's status names the engine and the pod's processes
             info = json.loads(mmgitops("local", "cluster", "status", "--format", "json", env=env).stdout)
             assert info["engine"] == engine
-            assert f"instance {run.namespace}/{pod.metadata.name}" in info["processes"]
+            assert f"pod {run.namespace}/{pod.metadata.name}/mm" in info["processes"]
     finally:
         forward.close()
         run.close()
@@ -103,22 +99,18 @@ def status_errors(found: dict) -> list[str]:
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(found)]
 
 
-def test_an_inference_service_on_embedded_pods_loads_and_answers_through_a_port_forward(cluster):
-    one_model_served(cluster, "embedded")
-
-
 def test_an_inference_service_on_reference_pods_loads_and_answers_through_a_port_forward(reference_cluster):
     one_model_served(reference_cluster, "reference", reference_cluster["env"])
 
 
-def test_cluster_down_stops_every_reference_process_by_pid(reference_cluster):
+def test_cluster_down_stops_every_process_by_pid(reference_cluster):
     from mmgitops import procs
 
     status = json.loads(mmgitops("local", "cluster", "status", "--format", "json",
                                  env=reference_cluster["env"]).stdout)
-    pids = [p["pid"] for name, p in status["processes"].items() if name.startswith(("reference", "instance",
-                                                                                   "bridge"))]
+    pids = {name: p["pid"] for name, p in status["processes"].items()}
+    assert any(name.startswith("pod ") for name in pids)  # the pods' processes are among them
     down = mmgitops("local", "cluster", "down", env=reference_cluster["env"])
     assert down.returncode == 0
-    assert [pid for pid in pids if procs.alive(pid)] == []
+    assert {name: pid for name, pid in pids.items() if procs.alive(pid)} == {}
 
