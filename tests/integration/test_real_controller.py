@@ -147,9 +147,11 @@ def test_the_real_controller_writes_loaded_for_a_model_an_embedded_pod_serves(re
 
 def test_a_backed_pod_is_ready_only_while_its_process_answers_its_probe(real: dict) -> None:
     """The kubelet's prober (pkg/kubelet/prober): Ready follows the container's readinessProbe, here the
-    controller's `/readyz` on :8081 (config/manager/manager.yaml); a process that is gone fails it, and the
-    Deployment is no longer available. Last in the module: it stops the controller."""
-    from mmgitops import procs
+    controller's `/readyz` on :8081 (config/manager/manager.yaml); a process that stops answering (frozen) fails it,
+    and the Deployment is no longer available until it answers again."""
+    import os
+    import signal
+
     from mmgitops.lab.kubelet import backer
 
     core, apps = client.CoreV1Api(real["api"]), client.AppsV1Api(real["api"])
@@ -157,8 +159,35 @@ def test_a_backed_pod_is_ready_only_while_its_process_answers_its_probe(real: di
     pid = next(p for name, p in backer.recorded(state / "pods").items() if name.endswith("/manager"))
     pod = next(p for p in core.list_namespaced_pod(APPS).items if p.metadata.name.startswith("modelmesh-controller"))
     assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "True"
-    procs.stop(pid, group=True)
-    eventually(lambda: core.read_namespaced_pod(pod.metadata.name, APPS),
-               lambda p: {c.type: c.status for c in p.status.conditions}["Ready"] == "False", within=30)
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        eventually(lambda: core.read_namespaced_pod(pod.metadata.name, APPS),
+                   lambda p: {c.type: c.status for c in p.status.conditions}["Ready"] == "False", within=30)
+        eventually(lambda: apps.read_namespaced_deployment("modelmesh-controller", APPS),
+                   lambda d: not d.status.available_replicas, within=30)
+    finally:
+        os.killpg(pid, signal.SIGCONT)
     eventually(lambda: apps.read_namespaced_deployment("modelmesh-controller", APPS),
-               lambda d: not d.status.available_replicas, within=30)
+               lambda d: (d.status.available_replicas or 0) >= 1, within=60)
+
+
+def test_a_container_whose_process_exits_is_restarted(real: dict) -> None:
+    """restartPolicy Always (the Deployment's pod template default): the kubelet starts an exited container again,
+    the first time at once (pkg/kubelet's crash-loop back-off then waits 10 s, doubling). The controller needs it:
+    it exits when its etcd watch loses its auth token (docs/fidelity.md). Last in the module: it kills the
+    controller."""
+    from mmgitops import procs
+    from mmgitops.lab.kubelet import backer
+
+    apps = client.AppsV1Api(real["api"])
+    state = Path(real["kubeconfig"]).parent
+
+    def manager() -> int:
+        return next(p for name, p in backer.recorded(state / "pods").items() if name.endswith("/manager"))
+
+    first = manager()
+    procs.stop(first, group=True)
+    restarted = eventually(manager, lambda pid: pid != first and procs.alive(pid), within=30)
+    assert restarted != first
+    eventually(lambda: apps.read_namespaced_deployment("modelmesh-controller", APPS),
+               lambda d: (d.status.available_replicas or 0) >= 1, within=90)

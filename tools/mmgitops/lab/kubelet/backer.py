@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ PIDS_FILE = "pods.json"  # "ns/pod/container" -> PID, for `local cluster down` a
 TokenFor = Callable[[str, str, str, int], str]
 # (namespace, ServiceAccount token, path) -> a kubeconfig at path holding only that token
 KubeconfigFor = Callable[[str, str, Path], Path]
+BACKOFF_S, MAX_BACKOFF_S = 10.0, 300.0  # the kubelet's crash-loop back-off (initial, cap)
 TOKEN_SECONDS = 24 * 3600  # the lab's pods live shorter; a pod's projected token is renewed hourly instead
 
 
@@ -57,6 +59,9 @@ class Backed:
     tokens: dict[tuple[str, int], str] = field(default_factory=dict)  # one per audience, for the pod's life
     instance: dict[str, Any] | None = None  # a runtime pod's embedded instance, until its pod-IP relay runs
     probed: frozenset[str] | None = None  # the containers whose readinessProbe is run (None: all)
+    restart: dict[str, Callable[[], int]] = field(default_factory=dict)  # container -> start it again: its PID
+    restarts: dict[str, int] = field(default_factory=dict)
+    exited_at: dict[str, float] = field(default_factory=dict)  # a container waiting out its back-off
 
 
 class Backer:
@@ -145,13 +150,28 @@ class Backer:
         for name, c, program in programs:
             backed.pids[name] = self._spawn(program, c.env, hosts, where / f"{name}.log")
             self._save()
-        for name, c, _program in programs:
-            if (c.spec.get("lifecycle") or {}).get("postStart"):
-                hook = images.POST_START.get(images.image_name(c.spec["image"]))
-                if hook is None:
-                    self._complain(f"pod {key[0]}/{key[1]}: container {name}: its postStart hook is not run here")
-                else:
-                    hook(c, self.holder)
+            backed.restart[name] = self._restarter(key, c, program, hosts, where / f"{name}.log")
+        for _name, c, _program in programs:
+            self._post_start(key, c)
+
+    def _post_start(self, key: tuple[str, str], c: images.Container) -> None:
+        if (c.spec.get("lifecycle") or {}).get("postStart"):
+            hook = images.POST_START.get(images.image_name(c.spec["image"]))
+            if hook is None:
+                self._complain(f"pod {key[0]}/{key[1]}: container {c.spec['name']}: its postStart hook is not run "
+                               "here")
+            else:
+                hook(c, self.holder)
+
+    def _restarter(self, key: tuple[str, str], c: images.Container, program: images.Program, hosts: Path,
+                   log: Path) -> Callable[[], int]:
+        """The container started again, as the kubelet restarts it (restartPolicy Always, the controller
+        Deployments' default): its program, then its postStart hook."""
+        def restart() -> int:
+            pid = self._spawn(program, c.env, hosts, log)
+            self._post_start(key, c)
+            return pid
+        return restart
 
     def _start_runtime(self, kube: Any, pod: dict[str, Any], objects: Objects, mounts: dict[str, dict[str, Path]],
                        where: Path, backed: Backed) -> None:
@@ -253,10 +273,31 @@ class Backer:
             self._complain(f"pod {meta['namespace']}/{meta['name']}: {error}")
         self._hosts(kube, meta["namespace"], self.root / meta["namespace"] / meta["name"] / "hosts")
         self._follow_readiness(kube, pod, backed)
-        for name, pid in backed.pids.items():
-            if not procs.alive(pid):
-                self._complain(f"pod {meta['namespace']}/{meta['name']}: container {name} exited "
-                               f"(log {self.root / meta['namespace'] / meta['name'] / (name + '.log')})")
+        for name, pid in list(backed.pids.items()):
+            if procs.alive(pid):
+                continue
+            log = self.root / meta["namespace"] / meta["name"] / f"{name}.log"
+            if name not in backed.restart:  # a runtime pod's engine: not restarted here (docs/fidelity.md)
+                self._complain(f"pod {meta['namespace']}/{meta['name']}: container {name} exited (log {log})")
+            else:
+                self._restart_when_due(meta["namespace"], meta["name"], name, backed, log)
+
+    def _restart_when_due(self, namespace: str, pod: str, name: str, backed: Backed, log: Path) -> None:
+        """The kubelet's crash-loop back-off: the first restart at once, then 10 s, doubling up to 5 minutes."""
+        now = time.monotonic()
+        exited = backed.exited_at.setdefault(name, now)
+        count = backed.restarts.get(name, 0)
+        if now - exited < (0.0 if count == 0 else min(BACKOFF_S * 2 ** (count - 1), MAX_BACKOFF_S)):
+            return
+        del backed.exited_at[name]
+        backed.restarts[name] = count + 1
+        print(f"kubelet: pod {namespace}/{pod}: container {name} exited; restart {count + 1} (log {log})",
+              file=sys.stderr, flush=True)
+        try:
+            backed.pids[name] = backed.restart[name]()
+        except (KubeletError, OSError) as error:
+            self._complain(f"pod {namespace}/{pod}: container {name}: restart {count + 1} failed: {error}")
+        self._save()
 
     def _follow_readiness(self, kube: Any, pod: dict[str, Any], backed: Backed) -> None:
         """Ready as the kubelet's prober says: every container's process alive and its readinessProbe passing.
