@@ -69,6 +69,22 @@ def cluster_skip_reason() -> str:
     return missing(build.source, "the local cluster's pod network")
 
 
+def managed_modelmesh(kubeconfig: str, applications: str = "redhat-ods-applications") -> None:
+    """A DSCInitialization and a DataScienceCluster with `modelmeshserving: Managed`, as a platform team creates
+    them: the RHOAI operator's stand-in then installs modelmesh-serving (its controller and etcd) from the overlay."""
+    from kubernetes import client, config
+
+    with config.new_client_from_config(config_file=kubeconfig) as api:
+        custom = client.CustomObjectsApi(api)
+        custom.create_cluster_custom_object("dscinitialization.opendatahub.io", "v1", "dscinitializations", {
+            "apiVersion": "dscinitialization.opendatahub.io/v1", "kind": "DSCInitialization",
+            "metadata": {"name": "default-dsci"}, "spec": {"applicationsNamespace": applications}})
+        custom.create_cluster_custom_object("datasciencecluster.opendatahub.io", "v1", "datascienceclusters", {
+            "apiVersion": "datasciencecluster.opendatahub.io/v1", "kind": "DataScienceCluster",
+            "metadata": {"name": "default-dsc"},
+            "spec": {"components": {"modelmeshserving": {"managementState": "Managed"}}}})
+
+
 @pytest.fixture(scope="session")
 def cluster(cluster_env: dict[str, str]) -> Iterator[dict]:
     reason = cluster_skip_reason()

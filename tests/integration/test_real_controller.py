@@ -20,7 +20,7 @@ from kubernetes.client.rest import ApiException
 from mmgitops.conformance.cluster import objects
 from mmgitops.lab.kubelet import network
 
-from tests.integration.conftest import own_cluster
+from tests.integration.conftest import managed_modelmesh, own_cluster
 from tests.integration.test_runtime_pod_engines import one_model_served
 
 pytestmark = pytest.mark.integration
@@ -34,15 +34,8 @@ WITHIN_S = 180  # the controller's first reconcile after its informers sync, on 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     for info in own_cluster(tmp_path_factory, "mmgitops-real-test"):
+        managed_modelmesh(info["kubeconfig"], APPS)
         api = config.new_client_from_config(config_file=info["kubeconfig"])
-        custom = client.CustomObjectsApi(api)
-        custom.create_cluster_custom_object("dscinitialization.opendatahub.io", "v1", "dscinitializations", {
-            "apiVersion": "dscinitialization.opendatahub.io/v1", "kind": "DSCInitialization",
-            "metadata": {"name": "default-dsci"}, "spec": {"applicationsNamespace": APPS}})
-        custom.create_cluster_custom_object("datasciencecluster.opendatahub.io", "v1", "datascienceclusters", {
-            "apiVersion": "datasciencecluster.opendatahub.io/v1", "kind": "DataScienceCluster",
-            "metadata": {"name": "default-dsc"},
-            "spec": {"components": {"modelmeshserving": {"managementState": "Managed"}}}})
         try:
             yield {**info, "api": api}
         finally:

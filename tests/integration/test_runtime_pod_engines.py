@@ -23,7 +23,7 @@ from mmgitops.conformance.cluster.resolve import PortForward
 from mmgitops.gitops.schemas import catalog
 from mmgitops.lab.kubelet.publish import COMMIT_ANNOTATION, ENDPOINTS_ANNOTATION, ENGINE_ANNOTATION, PORT_FORWARD
 
-from tests.integration.conftest import missing, mmgitops, own_cluster
+from tests.integration.conftest import managed_modelmesh, missing, mmgitops, own_cluster
 
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -42,7 +42,9 @@ def reference_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     reason = reference_skip_reason()
     if reason:
         pytest.skip(reason)
-    yield from own_cluster(tmp_path_factory, "mmgitops-ref-test", "--engine", "reference")
+    for info in own_cluster(tmp_path_factory, "mmgitops-ref-test", "--engine", "reference"):
+        managed_modelmesh(info["kubeconfig"])
+        yield info
 
 
 def one_model_served(cluster: dict, engine: str, env: dict[str, str] | None = None) -> None:
