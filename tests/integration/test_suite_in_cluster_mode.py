@@ -57,7 +57,11 @@ def test_the_demo_installs_the_profile_through_argo_cd_and_its_samples_load(clus
     assert installed["profile"] == "argocd/bootstrap/conformance" and installed["apps"] == 14
     for name in ("sklearn-mnist", "onnx-mnist"):
         found = custom(cluster).get_namespaced_custom_object(*ISVC[:2], "modelmesh-models", ISVC[2], name)
-        assert found["status"]["modelStatus"]["states"]["activeModelState"] == "Loaded", name
+        model = found["status"]["modelStatus"]
+        # Their models loaded from the staged storage and none failed. ModelMesh does not promise an idle model
+        # stays loaded (its pods may be replaced, or it may be evicted), so Standby after the suite is as good.
+        assert model["states"]["activeModelState"] in ("Loaded", "Standby"), (name, model)
+        assert model["copies"]["failedCopies"] == 0 and "lastFailureInfo" not in model, (name, model)
         assert status_errors(found) == []
 
 

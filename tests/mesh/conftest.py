@@ -67,13 +67,13 @@ class Mesh:
         return mesh_grpc.ModelMeshStub(self.channels[instance])
 
     def register(self, vmodel: str, sample: str | dict[str, Any], load: bool = True, path: str | None = None,
-                 instance: int = 0, model_type: str = sampleset.SAMPLE_TYPE) -> Any:
+                 instance: int = 0, model_type: str = sampleset.SAMPLE_TYPE, sync: bool = True) -> Any:
         """As ModelMesh-serving registers an InferenceService: a vmodel whose target is a new concrete model
         (type mt:sklearn, as it registers an sklearn predictor). Returns the concrete model id; the
         setVModel reply is kept in `last_reply`."""
         base = self.samples[sample] if isinstance(sample, str) else sample
         chosen = dict(base, path=path or base["path"])
-        model_id, self.last_reply = sampleset.register(self.mm(instance), vmodel, chosen, load, 60, model_type)
+        model_id, self.last_reply = sampleset.register(self.mm(instance), vmodel, chosen, load, 60, model_type, sync)
         return model_id
 
     def upload_padded(self, tmp: Path, count: int, pad_bytes: int, first: int = 0) -> list[dict[str, Any]]:

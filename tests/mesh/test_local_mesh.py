@@ -149,13 +149,16 @@ def test_new_copies_are_spread_at_random_over_roomy_instances(mesh):
     assert set(locations) <= set(mesh.ids()) and len(set(locations)) >= 2, locations
 
 
-def test_a_type_without_a_runtime_fails_its_load_at_once(mesh):
-    mesh.register("isvc-bare-type", "sample-05", model_type="sklearn")
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_a_type_without_a_runtime_fails_its_load_at_once(mesh, sync):
+    """Even when the caller does not wait for the load (sync false, as modelmesh-serving registers), the type check
+    runs in the call (ModelMesh.ensureLoadedInternal, verifyLocalTypeConstraintsBeforeLoad): the reply says it."""
+    mesh.register(f"isvc-bare-type-{sync}", "sample-05", model_type="sklearn", sync=sync)
     reply = mesh.last_reply.activeModelStatus
     assert reply.status == Status.LOADING_FAILED and not reply.modelCopyInfos
     assert list(reply.errors) == ["There are no running instances that meet the label requirements of type "
                                   "sklearn: [_no_runtime]"]
-    error = rpc_error(lambda: mesh.infer("isvc-bare-type"))
+    error = rpc_error(lambda: mesh.infer(f"isvc-bare-type-{sync}"))
     assert error.code() == grpc.StatusCode.INTERNAL and "_no_runtime" in error.details()
 
 

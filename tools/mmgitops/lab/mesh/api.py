@@ -197,8 +197,14 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
 
         if sync:
             run()
-        else:
-            threading.Thread(target=_quietly(run), daemon=True).start()
+            return
+        if not local:
+            # ModelMesh checks the type's constraints in the calling thread even when it does not wait for the
+            # load (ensureLoadedInternal's invokeModel, verifyLocalTypeConstraintsBeforeLoad): a type no running
+            # instance may hold is LOADING_FAILED in this call's reply, where the controller reads
+            # NoSupportingRuntime or RuntimeNotRecognized (predictor_controller.go decodeModelState).
+            self.mesh.check_type(self.mesh.record_of(model_id).type)
+        threading.Thread(target=_quietly(run), daemon=True).start()
 
     # ---- models -----------------------------------------------------------------------------
     def registerModel(self, request, context):

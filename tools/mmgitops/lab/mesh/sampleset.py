@@ -44,12 +44,12 @@ def upload_padded(state: dict[str, Any], work: Path, count: int, pad_bytes: int,
 
 
 def register(stub: Any, vmodel_id: str, sample: dict[str, Any], load_now: bool, timeout: float,
-             model_type: str = SAMPLE_TYPE) -> tuple[str, Any]:
+             model_type: str = SAMPLE_TYPE, sync: bool = True) -> tuple[str, Any]:
     """A sample registered as modelmesh-serving registers an InferenceService (controllers/predictor_controller.go
     setVModel): a vmodel whose target is the concrete model of the sample's path. (concrete id, setVModel reply)"""
     model_id = ids.concrete_id(vmodel_id, sample["path"])
     reply = stub.setVModel(ids.set_vmodel_request(mesh_pb, vmodel_id, model_id, model_type, sample["path"],
-                                                  sample["key"], load_now, sync=True), timeout=timeout)
+                                                  sample["key"], load_now, sync=sync), timeout=timeout)
     return model_id, reply
 
 
