@@ -95,7 +95,7 @@ class Backer:
             if key not in self.pods:
                 try:
                     self._start(kube, pod)
-                except (KubeletError, ApiException, OSError) as error:
+                except (ToolError, ApiException, OSError) as error:  # KubeletError, and an engine that cannot start
                     self._complain(f"pod {key[0]}/{key[1]}: {str(error).splitlines()[0]}")
             else:
                 self._refresh(kube, pod)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,9 @@ class ReferencePods:
             relay = self._relay(pod["status"]["podIP"], index, where)
         except ToolError:
             self.stop(key)
+            for pid in (started["pid"], started["bridge"]):  # nobody else knows them yet
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
             raise
         return {"pids": {"pod": started["pid"], "port-forward": started["bridge"], "pod-ip-relay": relay},
                 "endpoints": {str(port): f"{address}:{port}" for port in podspec.OUTER.values()},
