@@ -24,6 +24,12 @@ def alive(pid: int) -> bool:
         return False
 
 
+def kill(pid: int) -> None:
+    """SIGKILL the process group the PID leads, at once (a force-deleted pod, a node lost); gone already is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def stop(pid: int, timeout: float = 10.0, group: bool = False) -> None:
     """SIGTERM, then SIGKILL after `timeout`; with group, the whole process group the PID leads."""
     def send(sig: signal.Signals) -> None:

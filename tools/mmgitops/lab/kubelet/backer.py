@@ -9,10 +9,8 @@ that `http://etcd:2379` in modelmesh-serving's etcd Secret reaches the etcd Serv
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -333,8 +331,7 @@ class Backer:
         self.reference.stop(key)
         for pid in set(backed.pids.values()):
             if kill:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+                procs.kill(pid)
             elif procs.alive(pid):
                 procs.stop(pid, group=True)
         self._save()

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,8 +70,7 @@ class ReferencePods:
         except ToolError:
             self.stop(key)
             for pid in (started["pid"], started["bridge"]):  # nobody else knows them yet
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+                procs.kill(pid)
             raise
         return {"pids": {"pod": started["pid"], "port-forward": started["bridge"], "pod-ip-relay": relay},
                 "endpoints": {str(port): f"{address}:{port}" for port in podspec.OUTER.values()},

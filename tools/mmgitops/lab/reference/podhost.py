@@ -10,10 +10,7 @@ mounted type-constraints file and etcd connection, the storage Secret's director
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -110,7 +107,6 @@ def start_pod(holder: int, index: int, address: str, built: build.Built, pod_dir
         wait_log(f"the bridge of pod {config.pod_name}", bridge_log, b"bridge ready", bridge, 15)
     except ToolError:
         for started in (pid, bridge):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(started, signal.SIGKILL)
+            procs.kill(started)
         raise
     return found
