@@ -66,6 +66,16 @@ EXPECTED = {
                "test_every_cold_request_is_counted_as_a_cache_miss", "test_a_cold_request_is_slower_than_a_warm_one"),
         # slow-load adds 1 s to every load: a budget under 1 s must catch it, whatever the machine.
         extra=("--cold-budget-ms", "900")),
+    "update-gap": Expectation(
+        "update",
+        fail=("test_no_request_fails_while_the_model_is_replaced",),
+        pass_=("test_the_new_model_becomes_active_once_loaded", "test_the_replaced_model_is_deleted",
+               "test_every_pod_answers_with_the_new_model_soon_after_the_switch")),
+    "keep-replaced": Expectation(
+        "update",
+        fail=("test_the_replaced_model_is_deleted",),
+        pass_=("test_no_request_fails_while_the_model_is_replaced", "test_the_new_model_becomes_active_once_loaded",
+               "test_every_answer_is_the_old_model_until_the_pod_answers_with_the_new_one")),
 }
 RANK = {"passed": 0, "skipped": 1, "failed": 2}
 

@@ -25,6 +25,13 @@ NEEDS_KUBERNETES = {
     "test_every_runtime_pod_is_ready_with_its_containers", "test_every_inference_service_is_loaded_and_up_to_date",
     "test_every_inference_service_has_its_grpc_and_rest_urls", "test_the_gpu_pod_requests_a_gpu_and_runs_on_a_gpu_node",
     "test_the_profiles_inference_services_are_reported_with_a_status_as_the_controller_writes_it",
+    # the controller group, and the update's controller status
+    "test_a_format_no_runtime_serves_fails_to_load_with_no_supporting_runtime",
+    "test_an_inference_service_naming_a_missing_runtime_fails_to_load_with_runtime_not_recognized",
+    "test_a_runtime_no_inference_service_uses_has_no_pods",
+    "test_the_first_inference_service_scales_its_runtime_up_to_its_replicas",
+    "test_the_first_inference_service_is_never_failed_while_its_runtime_scales_up",
+    "test_the_controller_reports_the_update_done",
 }
 
 

@@ -27,7 +27,8 @@ def test_the_namespace_role_grants_the_calls_the_run_makes_in_its_namespace():
     assert {str(a) for a in access.in_namespace(access.NAMESPACED)} == {
         "create secrets", "get secrets", "delete secrets", "list pods", "delete pods", "get pods/portforward",
         *(f"{verb} servingruntimes.serving.kserve.io" for verb in ("create", "list", "delete")),
-        *(f"{verb} inferenceservices.serving.kserve.io" for verb in ("create", "get", "list", "delete"))}
+        *(f"{verb} inferenceservices.serving.kserve.io" for verb in ("create", "get", "list", "patch", "delete")),
+        *(f"get deployments.apps modelmesh-serving-conf-{kind}" for kind in ("cpu", "gpu"))}
 
 
 def test_the_reader_role_only_reads_and_holds_no_secrets():

@@ -32,6 +32,29 @@ def test_type_labels_need_their_runtime_and_other_types_need_no_runtime():
         "There are no running instances that meet the label requirements of type sklearn: [_no_runtime]")
 
 
+def test_a_mounted_tc_config_is_read_again_when_the_kubelet_swaps_it(tmp_path):
+    """The kubelet's AtomicWriter layout: the key links through `..data` to a timestamped directory."""
+    def publish(stamp: str, text: str) -> None:
+        (tmp_path / stamp).mkdir()
+        (tmp_path / stamp / "type_constraints").write_text(text)
+        (tmp_path / "..data_tmp").symlink_to(stamp)
+        (tmp_path / "..data_tmp").rename(tmp_path / "..data")
+
+    mounted = tmp_path / "type_constraints"
+    watched = constraints.ConstraintsFile(str(mounted))
+    assert watched.read() is None  # nothing mounted yet
+    publish("..1", '{"rt:a": {"required": ["rt:a"]}, "_default": {"required": ["_no_runtime"]}}')
+    mounted.symlink_to("..data/type_constraints")
+    first = {"rt:a": ("rt:a",), "_default": ("_no_runtime",)}
+    assert watched.read() == first
+    assert constraints.no_instance_message("rt:b", first).endswith("rt:b: [_no_runtime]")
+    publish("..2", '{"rt:a": {"required": ["rt:a"]}, "rt:b": {"required": ["rt:b"]}, '
+                   '"_default": {"required": ["_no_runtime"]}}')
+    assert constraints.no_instance_message("rt:b", watched.read()).endswith("rt:b: [rt:b]")
+    publish("..3", "{not json")
+    assert watched.read()["rt:b"] == ("rt:b",)  # a broken file leaves the last table in force
+
+
 def _code(metadata: dict[str, object]) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(MeshError) as caught:
         ids_from_headers(metadata)

@@ -197,3 +197,21 @@ def test_a_request_for_a_vmodel_reaches_its_active_model():
     with pytest.raises(MeshError, match="vmodel not found") as missing:
         vmodels.resolve(registry, "nope")
     assert missing.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_request_whose_model_was_just_deleted_resolves_again_by_etcd():
+    """ModelMeshApi.callModel / VModelManager.resolveVModelId: the model a first attempt found gone is never
+    returned again; a strong read's active model is, else its target."""
+    registry, etcd = memory_registry()
+    moving(registry)
+    # Another instance promoted t2 (and deleted t1); this one's view has not heard of it yet.
+    etcd.kv[f"{registry.prefix}vmodels/v"] = '{"amid": "t2", "tmid": "t2", "o": "isvc"}'
+    assert vmodels.resolve(registry, "v") == "t1"
+    assert vmodels.resolve(registry, "v", not_found="t1") == "t2"
+    assert vmodels.resolve(registry, "v", not_found="t9") == "t1"  # the view does not name the missing model
+    etcd.kv[f"{registry.prefix}vmodels/v"] = '{"amid": "t1", "tmid": "t2", "o": "isvc"}'
+    assert vmodels.resolve(registry, "v", not_found="t1") == "t2"  # still moving: its target
+    etcd.kv[f"{registry.prefix}vmodels/v"] = '{"amid": "t1", "tmid": "t1", "o": "isvc"}'
+    with pytest.raises(MeshError, match="Target model t1 of vmodel v not found") as gone:
+        vmodels.resolve(registry, "v", not_found="t1")
+    assert gone.value.code == grpc.StatusCode.INTERNAL

@@ -78,9 +78,10 @@ class Management:
     def __init__(self, channel: grpc.Channel) -> None:
         self.stub = mesh_grpc.ModelMeshStub(channel)
 
-    def set_vmodel(self, vmodel_id: str, model_id: str, model_type: str, path: str, key: str, load: bool) -> Any:
-        # Synchronous, unlike the controller's call: a check reads the model's state right after.
-        request = ids.set_vmodel_request(mesh_pb, vmodel_id, model_id, model_type, path, key, load, sync=True)
+    def set_vmodel(self, vmodel_id: str, model_id: str, model_type: str, path: str, key: str, load: bool,
+                   sync: bool = True) -> Any:
+        # Synchronous by default, unlike the controller's call: a check reads the model's state right after.
+        request = ids.set_vmodel_request(mesh_pb, vmodel_id, model_id, model_type, path, key, load, sync=sync)
         try:
             return self.stub.setVModel(request, timeout=TIMEOUT_S * 2)
         except grpc.RpcError as error:
@@ -95,6 +96,13 @@ class Management:
     def vmodel_status(self, vmodel_id: str) -> Any:
         try:
             return self.stub.getVModelStatus(mesh_pb.GetVModelStatusRequest(vModelId=vmodel_id), timeout=10)
+        except grpc.RpcError as error:
+            raise _error(error) from error
+
+
+    def model_status(self, model_id: str) -> Any:
+        try:
+            return self.stub.getModelStatus(mesh_pb.GetStatusRequest(modelId=model_id), timeout=10)
         except grpc.RpcError as error:
             raise _error(error) from error
 

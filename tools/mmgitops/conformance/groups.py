@@ -10,8 +10,10 @@ GROUPS = {
     "packing": "conformance: a single-replica GPU runtime packs every model on its one pod",
     "resilience": "conformance: a pod killed under load loses no request a retrying client sends, and no model",
     "readiness": "conformance: the platform, the controller, the runtime pods and every InferenceService are ready",
+    "update": "conformance: an updated InferenceService swaps its model in under load without a failed request",
+    "controller": "conformance: the controller names why it cannot place a model, and scales a runtime up from zero",
 }
 # The order the groups run in. Each group's module starts from an empty target, so only one place matters:
 # resilience kills a pod, which against pods the suite did not start is a pod every other group uses, so it runs
 # last. The rest keep a fixed order so that two runs' timings compare.
-RUN_ORDER = ("coldload", "eviction", "packing", "readiness", "routing", "resilience")
+RUN_ORDER = ("coldload", "controller", "eviction", "packing", "readiness", "routing", "update", "resilience")

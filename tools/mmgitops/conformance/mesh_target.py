@@ -32,7 +32,10 @@ from mmgitops.conformance.target import (
     InferResult,
     Platform,
     SampleRef,
+    ScaleUp,
+    ServiceStatus,
     TargetError,
+    VModel,
     model_type_label,
 )
 from mmgitops.modelmesh import defaults, ids
@@ -91,12 +94,28 @@ class MeshTarget:
         return clients.Management(self._channels[self._pod(pod).id])
 
     # ---- models -----------------------------------------------------------------------------
-    def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed:
+    def deploy(self, name: str, sample: SampleRef, load: bool = True, runtime: str | None = None) -> Deployed:
         deployed = Deployed(name, ids.concrete_id(name, sample.path), sample)
-        self._management().set_vmodel(name, deployed.model_id, model_type_label(sample), sample.path, sample.key,
-                                      load)
+        model_type = f"rt:{runtime}" if runtime else model_type_label(sample)
+        self._management().set_vmodel(name, deployed.model_id, model_type, sample.path, sample.key, load)
         self._deployed[name] = deployed
         return deployed
+
+    def update(self, name: str, sample: SampleRef) -> Deployed:
+        """A new target for the vmodel, as the controller sets it for an edited InferenceService: not waited for,
+        so that the transition runs while requests go on."""
+        deployed = Deployed(name, ids.concrete_id(name, sample.path), sample)
+        self._management().set_vmodel(name, deployed.model_id, model_type_label(sample), sample.path, sample.key,
+                                      load=True, sync=False)
+        self._deployed[name] = deployed
+        return deployed
+
+    def vmodel(self, name: str) -> VModel:
+        status = self._management().vmodel_status(name)
+        return VModel(status.activeModelId, status.targetModelId)
+
+    def concrete_state(self, model_id: str) -> str:
+        return clients.status_name(self._management().model_status(model_id).status)
 
     def undeploy(self, name: str) -> None:
         self._management().delete_vmodel(name)
@@ -156,6 +175,14 @@ class MeshTarget:
 
     def platform(self) -> Platform:
         raise TargetError("UNIMPLEMENTED", "the mesh target has no Kubernetes API (run with --target cluster)")
+
+    def service_status(self, name: str) -> ServiceStatus:
+        raise TargetError("UNIMPLEMENTED", "the mesh target has no controller to write an InferenceService status "
+                                           "(run with --target cluster)")
+
+    def scale_up(self) -> ScaleUp:
+        raise TargetError("UNIMPLEMENTED", "the mesh target's pods run whether or not a model uses them "
+                                           "(run with --target cluster)")
 
     def declared_room(self) -> int | None:
         return None  # its pods were given or started with their own sizes: what they report is all there is

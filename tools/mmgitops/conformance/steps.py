@@ -30,10 +30,10 @@ class Deployments:
         self.prefix = prefix
         self.names: list[str] = []
 
-    def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed:
+    def deploy(self, name: str, sample: SampleRef, load: bool = True, runtime: str | None = None) -> Deployed:
         full = f"{self.prefix}-{name}"
         self.names.append(full)
-        return self.target.deploy(full, sample, load)
+        return self.target.deploy(full, sample, load, runtime)
 
     def remove_all(self) -> list[str]:
         """Undeploy everything, carrying on past failures; returns the failures."""

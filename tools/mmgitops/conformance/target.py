@@ -26,6 +26,7 @@ PUBLISHED_WITHIN_S = 2 * PUBLISH_PERIOD_S + 10.0
 
 LOADED, STANDBY, LOADING, FAILED, PENDING = "Loaded", "Standby", "Loading", "FailedToLoad", "Pending"
 GONE = ""  # activeModelState of a name the mesh does not know
+NO_RUNTIME = ""  # deploy(runtime=NO_RUNTIME): name no runtime, so that the model's format chooses one
 
 # ModelMesh status -> InferenceService activeModelState, as modelmesh-serving maps it.
 STATE_OF_MESH_STATUS = ISVC_STATE
@@ -83,6 +84,38 @@ class ServiceReadiness:
 
 
 @dataclass(frozen=True)
+class ServiceStatus:
+    """An InferenceService's `status.modelStatus`, as the controller writes it ("" for a field not written)."""
+
+    active_model_state: str  # states.activeModelState
+    target_model_state: str  # states.targetModelState: set only while another model is on its way in
+    transition_status: str  # transitionStatus
+    failure_reason: str  # lastFailureInfo.reason
+    failure_message: str  # lastFailureInfo.message
+
+
+@dataclass(frozen=True)
+class VModel:
+    """A vmodel as ModelMesh's getVModelStatus reports it."""
+
+    active: str  # activeModelId: the model requests reach
+    target: str  # targetModelId: the model it moves to (the active one when it is not moving)
+
+
+@dataclass(frozen=True)
+class ScaleUp:
+    """How the target's runtime came up from zero pods for its first InferenceService, as the suite saw it."""
+
+    runtime: str  # the ServingRuntime
+    replicas_wanted: int  # its spec.replicas
+    replicas_before: int  # its Deployment's spec.replicas before any InferenceService used it
+    replicas_after: int  # ... once the first one was Loaded
+    # The first InferenceService's distinct statuses, with the seconds since it was created.
+    statuses: list[tuple[float, ServiceStatus]]
+    loaded_after_s: float  # when it was Loaded
+
+
+@dataclass(frozen=True)
 class Platform:
     """What the readiness checks read from the Kubernetes API."""
 
@@ -118,7 +151,21 @@ class Target(Protocol):
         """Instance ids, as copy locations name them."""
         ...
 
-    def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed: ...
+    def deploy(self, name: str, sample: SampleRef, load: bool = True, runtime: str | None = None) -> Deployed:
+        """Register the model. `runtime`: None for the target's own placement; a name to ask for that runtime
+        (the type `rt:<name>`); NO_RUNTIME to ask for none, so the model's format picks (`mt:<format>`)."""
+        ...
+
+    def update(self, name: str, sample: SampleRef) -> Deployed:
+        """Point a deployed name at another model, as editing the InferenceService's storage path does; returns
+        once the mesh knows the new target, without waiting for it to load."""
+        ...
+
+    def vmodel(self, name: str) -> VModel: ...
+
+    def concrete_state(self, model_id: str) -> str:
+        """ModelMesh's status name (ModelStatusInfo.ModelStatus) of a concrete model; NOT_FOUND once deleted."""
+        ...
 
     def undeploy(self, name: str) -> None: ...
 
@@ -144,6 +191,15 @@ class Target(Protocol):
 
     def platform(self) -> Platform:
         """The cluster objects around the mesh; raises TargetError UNIMPLEMENTED where there is no cluster."""
+        ...
+
+    def service_status(self, name: str) -> ServiceStatus:
+        """The InferenceService's status; raises TargetError UNIMPLEMENTED where no controller writes one."""
+        ...
+
+    def scale_up(self) -> ScaleUp:
+        """How the target's runtime came up from zero; raises TargetError UNIMPLEMENTED where the suite did not
+        make the runtime."""
         ...
 
     def declared_room(self) -> int | None:

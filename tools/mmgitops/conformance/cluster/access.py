@@ -51,7 +51,7 @@ def role_rules(role: str) -> list[Access]:
 
 # What the checks touch inside the run's namespace; the roles' other rules are for cluster-scoped objects, or for
 # objects elsewhere read by name.
-IN_NAMESPACE = {"secrets", "pods", "pods/portforward", "servingruntimes", "inferenceservices"}
+IN_NAMESPACE = {"secrets", "pods", "pods/portforward", "servingruntimes", "inferenceservices", "deployments"}
 
 
 def in_namespace(role: str) -> list[Access]:

@@ -138,14 +138,16 @@ def serving_runtime(template: dict[str, Any], name: str, namespace: str, run_id:
     return body
 
 
+def model_spec(runtime: str, model_format: str, storage_key: str, bucket: str, path: str) -> dict[str, Any]:
+    """`spec.predictor.model`; runtime "" names none, so that the format chooses (GetPredictorTypeLabel)."""
+    return {"modelFormat": {"name": model_format}, **({"runtime": runtime} if runtime else {}),
+            "storage": {"key": storage_key, "path": path, "parameters": {"bucket": bucket}}}
+
+
 def inference_service(name: str, namespace: str, run_id: str, runtime: str, model_format: str, storage_key: str,
                       bucket: str, path: str) -> dict[str, Any]:
     return {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
         "metadata": _meta(name, run_id, namespace, annotations={DEPLOYMENT_MODE: "ModelMesh"}),
-        "spec": {"predictor": {"model": {
-            "modelFormat": {"name": model_format},
-            "runtime": runtime,
-            "storage": {"key": storage_key, "path": path, "parameters": {"bucket": bucket}},
-        }}},
+        "spec": {"predictor": {"model": model_spec(runtime, model_format, storage_key, bucket, path)}},
     }

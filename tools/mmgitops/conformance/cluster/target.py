@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -17,7 +17,7 @@ import tenacity
 from kubernetes.client.rest import ApiException
 
 from mmgitops.conformance import clients
-from mmgitops.conformance.cluster import objects, platform, resolve
+from mmgitops.conformance.cluster import bringup, objects, platform, resolve
 from mmgitops.conformance.cluster.platform import api_error, get, pod_ready, reason
 from mmgitops.conformance.cluster.session import Session
 from mmgitops.conformance.target import (
@@ -26,14 +26,18 @@ from mmgitops.conformance.target import (
     InferResult,
     Platform,
     SampleRef,
+    ScaleUp,
+    ServiceStatus,
     TargetError,
+    VModel,
 )
 from mmgitops.errors import Forbidden, ToolError
 
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 RUNTIMES = ("serving.kserve.io", "v1alpha1", "servingruntimes")
 POD_WAIT_S = 300.0
-# Written by the local cluster's ModelMesh stand-in on the runtime pods it backs (standins/modelmesh/controller.py).
+REGISTER_WAIT_S = 60.0
+# Written by the local cluster's kubelet on the runtime pods it backs (lab/kubelet/publish.py).
 ENGINE_ANNOTATION, COMMIT_ANNOTATION = "mmgitops.io/mesh-engine", "mmgitops.io/reference-commit"
 PORTS = {"grpc": 8033, "rest": 8008, "metrics": 2112, "probes": 8089}
 
@@ -52,11 +56,14 @@ class ClusterTarget:
         self._serving_pods: set[str] = set()
         self._seen_pods: set[str] = set()
         self._scraper = clients.MetricsScraper()
+        self.deployment = f"modelmesh-serving-{self.runtime}"  # the controller's name for the runtime's Deployment
+        self._scale_up: ScaleUp | None = None
 
     # ---- setup ------------------------------------------------------------------------------
     def open(self) -> None:
-        """Create the runtime and wait for its pods. ModelMesh scales a runtime no model uses to zero, so a
-        placeholder InferenceService brings the pods up and is removed once they are ready."""
+        """Create the runtime and bring up its pods. ModelMesh-serving keeps a runtime no InferenceService uses at
+        zero pods, so a placeholder InferenceService brings them up; how that went is kept for the controller
+        group's check (`scale_up`), and the placeholder is removed once it is Loaded on ready pods."""
         s = self.session
         try:
             s.custom.create_namespaced_custom_object(*RUNTIMES[:2], s.namespace, RUNTIMES[2], self.runtime_body)
@@ -64,16 +71,28 @@ class ClusterTarget:
             if error.status == 403:
                 raise Forbidden(reason(error)) from None
             raise ToolError(f"cannot create ServingRuntime {s.namespace}/{self.runtime}: {reason(error)}") from None
+        s.progress(f"waiting for the controller to make Deployment {self.deployment}")
+        before = self._replicas(wait_s=POD_WAIT_S)
         placeholder = f"{self.runtime}-up"
         self._create_isvc(placeholder, s.samples[0])
         s.progress(f"waiting for {self.replicas} serving pod(s) of runtime {self.runtime}")
-        deadline = time.monotonic() + POD_WAIT_S
-        while len(self._ready_pods()) < self.replicas:
-            if time.monotonic() > deadline:
-                raise ToolError(f"ServingRuntime {s.namespace}/{self.runtime}: {len(self._ready_pods())} of "
-                                f"{self.replicas} pods ready and serving after {POD_WAIT_S:.0f} s")
-            time.sleep(1)
+        self._scale_up = bringup.watch(
+            lambda: self._status_or_none(placeholder), lambda: len(self._ready_pods()) >= self.replicas,
+            POD_WAIT_S, f"ServingRuntime {s.namespace}/{self.runtime} with InferenceService {placeholder}",
+            self.runtime, self.replicas, before, self._replicas)
         self.undeploy(placeholder)
+
+    def _replicas(self, wait_s: float = 0.0) -> int:
+        """The runtime Deployment's spec.replicas, waiting up to `wait_s` for the controller to make it."""
+        s = self.session
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return int(s.apps.read_namespaced_deployment(self.deployment, s.namespace).spec.replicas or 0)
+            except ApiException as error:
+                if error.status != 404 or time.monotonic() > deadline:
+                    raise api_error(error, f"Deployment {s.namespace}/{self.deployment}") from None
+            time.sleep(0.5)
 
     # ---- what the target offers -------------------------------------------------------------
     def samples(self) -> list[SampleRef]:
@@ -150,33 +169,55 @@ class ClusterTarget:
         return clients.Management(self._channel(self._pod(pod)))
 
     # ---- models -----------------------------------------------------------------------------
-    def _create_isvc(self, name: str, sample: SampleRef) -> None:
+    def _create_isvc(self, name: str, sample: SampleRef, runtime: str | None = None) -> None:
         key = json.loads(sample.key)
         s = self.session
-        body = objects.inference_service(name, s.namespace, s.run_id, self.runtime, sample.type, key["storage_key"],
-                                         key["storage_params"]["bucket"], sample.path)
+        body = objects.inference_service(name, s.namespace, s.run_id, self.runtime if runtime is None else runtime,
+                                         sample.type, key["storage_key"], key["storage_params"]["bucket"],
+                                         sample.path)
         try:
             s.custom.create_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], body)
         except ApiException as error:
             raise api_error(error, f"InferenceService {s.namespace}/{name}", "INVALID_ARGUMENT") from None
 
-    def deploy(self, name: str, sample: SampleRef, load: bool = True) -> Deployed:
+    def deploy(self, name: str, sample: SampleRef, load: bool = True, runtime: str | None = None) -> Deployed:
         """Create the InferenceService (ModelMesh loads it at once, whatever `load` says) and learn the concrete
         model id the controller registered for it."""
-        self._create_isvc(name, sample)
+        self._create_isvc(name, sample, runtime)
+        return Deployed(name, self._registered(name, lambda target: bool(target)), sample)
 
-        def target_id() -> str:
-            return str(self._management().vmodel_status(name).targetModelId)
-
+    def update(self, name: str, sample: SampleRef) -> Deployed:
+        """Edit the InferenceService's model (format and storage), as a user edits it; the controller registers
+        the new spec as a new concrete model (`concreteModelName`: the spec's hash) and makes it the vmodel's
+        target."""
+        s = self.session
+        before = self.vmodel(name).target
+        key = json.loads(sample.key)
+        patch = {"spec": {"predictor": {"model": objects.model_spec(
+            self.runtime, sample.type, key["storage_key"], key["storage_params"]["bucket"], sample.path)}}}
         try:
-            model_id = tenacity.Retrying(
-                stop=tenacity.stop_after_delay(60), wait=tenacity.wait_fixed(0.5),
-                retry=tenacity.retry_if_result(lambda found: not found)
-                | tenacity.retry_if_exception_type(TargetError))(target_id)
+            s.custom.patch_namespaced_custom_object(*ISVC[:2], s.namespace, ISVC[2], name, patch)
+        except ApiException as error:
+            raise api_error(error, f"InferenceService {s.namespace}/{name}", "INVALID_ARGUMENT") from None
+        return Deployed(name, self._registered(name, lambda target: bool(target) and target != before), sample)
+
+    def _registered(self, name: str, wanted: Callable[[str], bool]) -> str:
+        """The vmodel's target model id once `wanted` holds for it; the controller registers within seconds."""
+        try:
+            return str(tenacity.Retrying(
+                stop=tenacity.stop_after_delay(REGISTER_WAIT_S), wait=tenacity.wait_fixed(0.5),
+                retry=tenacity.retry_if_result(lambda found: not wanted(found))
+                | tenacity.retry_if_exception_type(TargetError))(lambda: self.vmodel(name).target))
         except tenacity.RetryError:
             raise TargetError("DEADLINE_EXCEEDED", f"InferenceService {name}: the controller registered no "
-                                                   f"model for it within 60 s") from None
-        return Deployed(name, model_id, sample)
+                                                   f"model for its spec within {REGISTER_WAIT_S:.0f} s") from None
+
+    def vmodel(self, name: str) -> VModel:
+        status = self._management().vmodel_status(name)
+        return VModel(str(status.activeModelId), str(status.targetModelId))
+
+    def concrete_state(self, model_id: str) -> str:
+        return clients.status_name(self._management().model_status(model_id).status)
 
     def undeploy(self, name: str) -> None:
         s = self.session
@@ -200,6 +241,21 @@ class ClusterTarget:
         if isvc is None:
             return GONE
         return str(get(isvc, "status", "modelStatus", "states", "activeModelState"))
+
+    def _status_or_none(self, name: str) -> ServiceStatus | None:
+        isvc = self._isvc(name)
+        return bringup.service_status(isvc) if isvc is not None and isvc.get("status") else None
+
+    def service_status(self, name: str) -> ServiceStatus:
+        isvc = self._isvc(name)
+        if isvc is None:
+            raise TargetError("NOT_FOUND", f"InferenceService {self.session.namespace}/{name} not found")
+        return bringup.service_status(isvc)
+
+    def scale_up(self) -> ScaleUp:
+        if self._scale_up is None:
+            raise TargetError("FAILED_PRECONDITION", f"runtime {self.runtime} was not brought up by this target")
+        return self._scale_up
 
     def copy_locations(self, name: str) -> list[str]:
         status = self._management().vmodel_status(name)
@@ -246,9 +302,8 @@ class ClusterTarget:
 
     # ---- readiness --------------------------------------------------------------------------
     def backing(self) -> dict[str, str]:
-        """What runs in the runtime pods when this project's local cluster made them (the annotations its
-        ModelMesh stand-in writes: the embedded mesh or reference pods, and the reference's commit); {} on a
-        real cluster."""
+        """What runs in the runtime pods when this project's local cluster backs them (the annotations its kubelet
+        writes: the embedded mesh or reference pods, and the reference's commit); {} on a real cluster."""
         for pod in self._runtime_pods():
             notes = pod.metadata.annotations or {}
             if notes.get(ENGINE_ANNOTATION):

@@ -112,4 +112,4 @@ def instance_config(s: PodSettings, etcd_endpoint: str, work: Path) -> InstanceC
         capacity_bytes=s.capacity_bytes, min_churn_age_ms=s.min_churn_age_ms, load_timeout_ms=s.load_timeout_ms,
         max_loading_concurrency=s.loading_concurrency, storage_config=str(s.storage_dir or ""),
         etcd_connection=str(s.etcd.file),
-        labels=list(s.labels), **sizes)
+        labels=list(s.labels), constraints_file=str(s.constraints_file or ""), **sizes)

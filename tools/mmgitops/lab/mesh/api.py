@@ -34,6 +34,7 @@ VStatus = mesh_pb.VModelStatusInfo
 SERVICE = "inference.GRPCInferenceService"
 # The methods the MLServer adapter lets through to MLServer (its runtimeStatus methodInfos).
 RUNTIME_METHODS = ("ModelInfer", "ModelMetadata")
+PLACED_WITHIN_S = 5.0  # how long an async load's reply waits for the copy to be placed
 
 
 def _header(metadata: dict[str, Any], name: str) -> str | None:
@@ -100,11 +101,15 @@ class Inference(v2_grpc.GRPCInferenceServiceServicer):
         try:
             model_id = self.model_of(wanted, is_vmodel)
             vmodel_id = wanted if is_vmodel else ""
-            if self.mesh.faults.wrong_model:
-                model_id = self._wrong_model(model_id)
-            if name is not None:  # the runtime gets the concrete id in field 1 (its idInjectionPath)
-                setattr(request, "model_name" if method == "ModelInfer" else "name", model_id)
-            response = self._serve(method, model_id, request, context, internal, started)
+            try:
+                response = self._serve_model(method, name, model_id, request, context, internal, started)
+            except (MeshError, grpc.RpcError) as error:
+                # ModelMeshApi.callModel: a vmodel resolved to a model that is gone (a transition deleted it after
+                # this instance's view was read) is resolved once more and called again.
+                if not is_vmodel or as_mesh_error(error).code != grpc.StatusCode.NOT_FOUND:
+                    raise
+                model_id = vmodels.resolve(self.mesh.registry, wanted, not_found=model_id)
+                response = self._serve_model(method, name, model_id, request, context, internal, started)
         except (MeshError, grpc.RpcError) as error:
             failure = as_mesh_error(error)
             if not internal:
@@ -117,6 +122,17 @@ class Inference(v2_grpc.GRPCInferenceServiceServicer):
                                           req_bytes=request_bytes, resp_bytes=response.ByteSize(),
                                           model_id=model_id, vmodel_id=vmodel_id)
         return response
+
+    def _serve_model(self, method: str, name: str | None, model_id: str, request: Any, context: grpc.ServicerContext,
+                     internal: bool, started: float) -> Any:
+        if self.mesh.faults.wrong_model:
+            model_id = self._wrong_model(model_id)
+        if self.mesh.faults.update_gap and name and (vmodel := self.mesh.registry.vmodel(name)) \
+                and vmodel.active != vmodel.target:
+            raise MeshError(grpc.StatusCode.UNAVAILABLE, f"vmodel {name} is moving to {vmodel.target}")
+        if name is not None:  # the runtime gets the concrete id in field 1 (its idInjectionPath)
+            setattr(request, "model_name" if method == "ModelInfer" else "name", model_id)
+        return self._serve(method, model_id, request, context, internal, started)
 
     def _serve(self, method: str, model_id: str, request: Any, context: grpc.ServicerContext, internal: bool,
                started: float) -> Any:
@@ -204,7 +220,14 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
             # instance may hold is LOADING_FAILED in this call's reply, where the controller reads
             # NoSupportingRuntime or RuntimeNotRecognized (predictor_controller.go decodeModelState).
             self.mesh.check_type(self.mesh.record_of(model_id).type)
-        threading.Thread(target=_quietly(run), daemon=True).start()
+        loading = threading.Thread(target=_quietly(run), daemon=True)
+        loading.start()
+        if not local:
+            # ModelMesh replies to a load it does not wait for once the copy is placed and listed LOADING
+            # (ensureLoadedInternal with sync=false), which the controller writes as Loading, not Standby.
+            deadline = time.monotonic() + PLACED_WITHIN_S
+            while loading.is_alive() and not self.registry.read_copies(model_id) and time.monotonic() < deadline:
+                time.sleep(0.02)
 
     # ---- models -----------------------------------------------------------------------------
     def registerModel(self, request, context):
@@ -261,8 +284,8 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         info = request.modelInfo if request.HasField("modelInfo") else mesh_pb.ModelInfo()
         call = vmodels.SetVModel(
             request.vModelId, request.targetModelId, request.owner, info.type, info.path, info.key,
-            request.autoDeleteTargetModel, request.loadNow, request.updateOnly, request.force,
-            request.expectedTargetModelId)
+            request.autoDeleteTargetModel and not self.mesh.faults.keep_replaced, request.loadNow,
+            request.updateOnly, request.force, request.expectedTargetModelId)
         try:
             error = vmodels.set_vmodel(
                 self.registry, call, self.mesh.clock(), alive=self.mesh.alive,

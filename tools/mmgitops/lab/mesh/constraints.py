@@ -12,6 +12,9 @@ running instance has every required label, and places copies only on instances t
 
 from __future__ import annotations
 
+import json
+import os
+import threading
 from collections.abc import Iterable, Mapping
 
 DEFAULT_TYPE = "_default"
@@ -70,3 +73,30 @@ def candidates(model_type: str, table: Mapping[str, tuple[str, ...]],
 def no_instance_message(model_type: str, table: Mapping[str, tuple[str, ...]]) -> str:
     """ModelMesh.verifyLocalTypeConstraintsBeforeLoad's message (labels as Java's Arrays.toString)."""
     return f"{NO_INSTANCE_MESSAGE}{model_type}: [{', '.join(required_labels(model_type, table))}]"
+
+
+class ConstraintsFile:
+    """The tc-config `type_constraints` file a pod mounts (MM_TYPE_CONSTRAINTS_PATH), read again whenever the
+    kubelet has swapped it (ModelMesh's ConfigMapKeyFileWatcher feeding TypeConstraintManager). A file that cannot
+    be read or parsed leaves the last table read in force; None until one has been read."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._table: dict[str, tuple[str, ...]] | None = None
+        self._lock = threading.Lock()
+
+    def read(self) -> dict[str, tuple[str, ...]] | None:
+        with self._lock:
+            try:
+                stat = os.stat(self.path)  # through the `..data` link: a swap is a new inode
+                seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+                if seen != self._seen:
+                    with open(self.path, encoding="utf-8") as handle:
+                        parsed = json.load(handle)
+                    self._table = {str(t): tuple(str(label) for label in entry.get("required") or ())
+                                   for t, entry in parsed.items() if isinstance(entry, dict)}
+                    self._seen = seen
+            except (OSError, ValueError, AttributeError):
+                pass
+            return self._table

@@ -12,6 +12,8 @@ FAULTS = {
     "evict-mru": "evict the most recently used model instead of the least",
     "no-forward": "answer UNAVAILABLE instead of forwarding to an instance with a copy",
     "slow-load": "add 1 s to every load",
+    "update-gap": "fail requests for a vmodel while it moves to a new model, and add 1 s to every load",
+    "keep-replaced": "keep the model a vmodel moved away from instead of deleting it",
 }
 
 
@@ -23,6 +25,8 @@ class Faults:
     evict_mru: bool = False
     no_forward: bool = False
     slow_load: bool = False
+    update_gap: bool = False
+    keep_replaced: bool = False
 
     @classmethod
     def parse(cls, names: list[str]) -> Faults:

@@ -51,6 +51,9 @@ class Settings:
     lease_ttl_s: int = 3
     labels: tuple[str, ...] = field(default_factory=constraints.runtime_labels)
     default_model_size_bytes: int = DEFAULT_MODEL_SIZE_BYTES
+    # MM_TYPE_CONSTRAINTS_PATH: the controller's tc-config as mounted in the pod; without one, the table is built
+    # from the live instances' labels.
+    constraints_file: str = ""
 
 
 class Instance:
@@ -63,6 +66,7 @@ class Instance:
         self.peers = peers
         self.metrics = metrics
         self.faults = faults
+        self._constraints_file = constraints.ConstraintsFile(settings.constraints_file)
         self.clock = clock
         # The MLServer adapter needs explicit unloads, so ModelMesh keeps an unload buffer (requiresUnload).
         self.sizes = cache_sizes(settings.capacity_bytes, settings.max_loading_concurrency,
@@ -156,7 +160,12 @@ class Instance:
 
     # ---- type constraints -------------------------------------------------------------------
     def constraint_table(self) -> dict[str, tuple[str, ...]]:
-        """What the controller's type-constraints file holds: one entry per label of the runtimes present."""
+        """The mounted type-constraints file, as it is now; without one, what the controller would write: an entry
+        per label of the runtimes present."""
+        if self.settings.constraints_file:
+            table = self._constraints_file.read()
+            if table is not None:
+                return table
         labels = {label for r in self.registry.instances().values() for label in r.labels}
         return constraints.constraints_for(labels | set(self.settings.labels))
 
@@ -255,7 +264,7 @@ class Instance:
         started = time.perf_counter()
         try:
             with self.load_slots:
-                if self.faults.slow_load:
+                if self.faults.slow_load or self.faults.update_gap:
                     time.sleep(1.0)
                 size = self.runtime.loadModel(runtime_pb.LoadModelRequest(
                     modelId=model_id, modelType=record.type, modelPath=record.path, modelKey=record.key),

@@ -50,6 +50,7 @@ class InstanceConfig:
     warmup_model: str = ""  # a local sklearn model file
     # MM_LABELS: by default those modelmesh-serving gives the built-in mlserver-1.x runtime's pods
     labels: list[str] = field(default_factory=lambda: list(constraints.runtime_labels()))
+    constraints_file: str = ""  # MM_TYPE_CONSTRAINTS_PATH: the pod's mounted tc-config
 
 
 def warm_up(runtime: grpc.Channel, model_path: str) -> None:
@@ -101,7 +102,7 @@ def run(config: InstanceConfig) -> None:
     instance = Instance(Settings(
         config.instance_id, f"127.0.0.1:{grpc_port}", int(status.capacityInBytes), config.min_churn_age_ms,
         int(status.modelLoadingTimeoutMs), int(status.maxLoadingConcurrency), config.lease_ttl_s,
-        tuple(config.labels), int(status.defaultModelSizeInBytes)),
+        tuple(config.labels), int(status.defaultModelSizeInBytes), config.constraints_file),
         Registry(config.etcd, config.prefix, config.etcd_connection), runtime, Peers(), mesh_metrics, faults)
     instance.start()
 

@@ -41,12 +41,20 @@ class SetVModel:
     expected_target: str = ""
 
 
-def resolve(registry: Registry, vmodel_id: str) -> str:
-    """The model a request for the vmodel reaches: its active one (VModelManager.resolveVModelId)."""
+def resolve(registry: Registry, vmodel_id: str, not_found: str = "") -> str:
+    """The model a request for the vmodel reaches: its active one, from this instance's view
+    (VModelManager.resolveVModelId). `not_found`: the model a first attempt found gone (a transition has just
+    deleted it); while the view still names it, a strong read's active model, else that read's target."""
     vmodel = registry.vmodel(vmodel_id) or registry.read_vmodel(vmodel_id)
     if vmodel is None:
         raise MeshError(grpc.StatusCode.NOT_FOUND, "vmodel not found")
-    return vmodel.active
+    if not not_found or vmodel.active != not_found:
+        return vmodel.active
+    vmodel = registry.read_vmodel(vmodel_id) or vmodel
+    for model_id in (vmodel.active, vmodel.target):
+        if model_id != not_found:
+            return model_id
+    raise MeshError(grpc.StatusCode.INTERNAL, f"Target model {not_found} of vmodel {vmodel_id} not found")
 
 
 def read(registry: Registry, vmodel_id: str, owner: str = "") -> VModelRecord | None:
