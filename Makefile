@@ -21,7 +21,14 @@ $(STORAGE):
 	cp $@.example $@
 	@echo "created $@ from the example: put your S3 credentials there before applying it"
 
-test: setup
+# What the tests and the demo need that pip cannot give, checked (and the missing Debian packages installed) before
+# anything is built; tools/mmgitops/lab/prereqs.py holds the list, for the commands and .ci/run too.
+PREREQS = PYTHONPATH=tools $(PYTHON) -m mmgitops.lab.prereqs
+
+prereqs-%:
+	@$(PREREQS) $* --install
+
+test: prereqs-test setup
 	$(BIN)/ruff check tools tests
 	$(BIN)/lint-imports
 	$(BIN)/pytest
@@ -33,7 +40,7 @@ plan: setup
 	@for p in $(PROFILES); do $(BIN)/mmgitops plan $$p || exit 1; done
 
 # Local cluster, the conformance profile, the suite in cluster mode, the report (README: "Try it").
-demo: setup
+demo: prereqs-demo setup
 	$(BIN)/mmgitops demo
 
 bench: setup

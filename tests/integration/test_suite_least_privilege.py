@@ -222,6 +222,27 @@ def test_a_forbidden_call_is_named_before_the_run_makes_anything(cluster, cluste
                             tmp_path / "r")
 
 
+def test_a_runner_that_may_not_read_nodes_leaves_the_gpu_node_check_not_reached(cluster, cluster_env, given,
+                                                                                  tmp_path):
+    """The namespace's role alone, without the reader: the packing check's node read is refused, and the run says
+    so as not reached, exit 3, instead of passing it by."""
+    api = given["api"]
+    service_account(api, GIVEN_NS, "node-blind-runner")
+    create(api, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": {"name": "node-blind-runner", "namespace": GIVEN_NS},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                             "name": "mmgitops-conformance-namespace"},
+                 "subjects": [{"kind": "ServiceAccount", "name": "node-blind-runner", "namespace": GIVEN_NS}]})
+    kubeconfig = identity.service_account_kubeconfig(Path(cluster["kubeconfig"]), GIVEN_NS, "node-blind-runner",
+                                                     tmp_path / "kubeconfig")
+    run = conform(cluster, cluster_env, kubeconfig, tmp_path / "r", "--namespace", GIVEN_NS, "-m", "packing",
+                  "--", "--min-churn-age-ms", "1500", "--packing-models", "2", "-k", "gpu_node", timeout=600)
+    assert run.returncode == 3, run.stdout[-3000:] + run.stderr[-2000:]
+    found = results(tmp_path / "r")
+    assert [(t["outcome"], t["skip_reason"].startswith("the runner may not read node gpu-worker-"))
+            for t in found["tests"]] == [("not reached", True)], found["tests"]
+
+
 # ---- a labelled namespace of the run's own (plain Kubernetes) --------------------------------------------------
 @pytest.fixture(scope="module")
 def labelled(cluster: dict, cluster_env: dict, given: dict, tmp_path_factory: pytest.TempPathFactory
@@ -233,7 +254,9 @@ def labelled(cluster: dict, cluster_env: dict, given: dict, tmp_path_factory: py
                                                      tmp_path_factory.mktemp("labelled") / "kubeconfig")
     report = tmp_path_factory.mktemp("labelled-report")
     since = time.time()
-    run = conform(cluster, cluster_env, kubeconfig, report, *CHURN)
+    # Every group that makes a call the others do not (the demo's run in the given namespace runs them all); eviction,
+    # cold loads and routing add no verb.
+    run = conform(cluster, cluster_env, kubeconfig, report, "-m", "not (eviction or coldload or routing)", *CHURN)
     left = objects.namespace("dead01", "elsewhere:1", "localS3")
     client.CoreV1Api(api).create_namespace(left)
     cleanup = mmgitops("conform", "cleanup", "--kubeconfig", str(kubeconfig), "--storage-config",

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from mmgitops.cli.args import seconds
-from mmgitops.cli.common import EXIT_FINDINGS, EXIT_OK, err, print_stopped, repo_root
+from mmgitops.cli.common import EXIT_FINDINGS, EXIT_OK, err, print_stopped, progress, repo_root
 
 DEFAULT_TIMEOUT = 900.0
 
@@ -35,8 +35,11 @@ def cmd_argocd(args: argparse.Namespace) -> int:
     from mmgitops.lab.argocd import instance
 
     if args.action == "up":
-        with err.status("Starting Argo CD...") as status:
-            info = instance.up(repo_root(), lambda text: status.update(text))
+        from mmgitops.lab import prereqs
+
+        prereqs.check("`local argocd up`", "argocd")  # before the status line, as one line
+        with progress("Starting Argo CD...") as status:
+            info = instance.up(repo_root(), status)
         print(json.dumps(info, indent=2) if args.format == "json" else describe_up(info))
         return EXIT_OK
     if args.action == "down":

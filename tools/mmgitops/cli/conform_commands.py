@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mmgitops.cli.args import PORT, seconds, whole
-from mmgitops.cli.common import EXIT_FINDINGS, EXIT_OK, err, kustomize, repo_root
+from mmgitops.cli.common import EXIT_FINDINGS, EXIT_OK, err, kustomize, progress, repo_root
 from mmgitops.errors import ToolError
 from mmgitops.gitops import render
 
@@ -19,7 +19,8 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
         "[--storage-config FILE]",
         description="Run the conformance checks against a target. With no --endpoint the suite starts a small "
         "local mesh of its own and stops it after (~30 s). Arguments after `--` go to pytest as they are.",
-        epilog="Exit status: 0 every check passed, 1 a check failed, 2 usage or environment error.")
+        epilog="Exit status: 0 certified (every applicable check passed), 1 a check failed, 2 usage or environment "
+        "error, 3 incomplete (checks the run could not reach, none failed), 130 interrupted.")
     co.add_argument("--target", choices=("mesh", "cluster"),
                     help="mesh: ModelMesh pods by endpoint, or the embedded local mesh (default); cluster: a "
                     "namespace of the run's own on the kubeconfig's cluster (needs --storage-config)")
@@ -46,7 +47,7 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
         ep.add_argument(f"--{port}-port", type=PORT, metavar="PORT", help=f"the pods' {what} port (default {default})")
     ep.add_argument("--kill-command", default="", metavar="TEMPLATE",
                     help="a shell command that kills a pod abruptly, with {pod}, {instance}, {host} and {port} "
-                    "filled in, e.g. 'oc delete pod {pod} --grace-period=0'; without it resilience is skipped")
+                    "filled in, e.g. 'oc delete pod {pod} --grace-period=0'; without it resilience is not reached")
     cl = co.add_argument_group("cluster target")
     cl.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG or ~/.kube/config")
     cl.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
@@ -106,7 +107,7 @@ def cmd_conform(args: argparse.Namespace) -> int:
         return EXIT_OK
     flags = {name: getattr(args, name) for name in CONFORM_FLAGS}
     return run.run(flags, args.report, args.markexpr, getattr(args, "pytest_args", []),
-                   lambda text: err.print(f"mmgitops: {text}", markup=False, highlight=False))
+                   lambda text: err.print(f"mmgitops: {text}", markup=False, highlight=False, soft_wrap=True))
 
 
 def bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -157,8 +158,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "mesh":
         from mmgitops.lab.mesh import bench as mesh_bench
 
-        with err.status("Benchmarking the local mesh...") as status:
-            text, complete = mesh_bench.run(lambda text: status.update(text), args.engine, args.requests,
+        with progress("Benchmarking the local mesh...") as status:
+            text, complete = mesh_bench.run(status, args.engine, args.requests,
                                             args.seconds, args.clients, args.cold_loads, args.models, args.hot,
                                             args.rounds, args.format)
         print(text)
@@ -167,14 +168,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "sync":
         from mmgitops.lab.argocd import bench as sync_bench
 
-        with err.status("Benchmarking Argo CD's sync...") as status:
-            print(sync_bench.run(repo_root(), lambda text: status.update(text), args.format))
+        with progress("Benchmarking Argo CD's sync...") as status:
+            print(sync_bench.run(repo_root(), status, args.format))
         return EXIT_OK
     if args.bench == "conform":
         from mmgitops.cli import conform_bench
 
-        with err.status("Benchmarking the conformance suite...") as status:
-            print(conform_bench.run(lambda text: status.update(text), args.repeats, not args.no_suite, args.format))
+        with progress("Benchmarking the conformance suite...") as status:
+            print(conform_bench.run(status, args.repeats, not args.no_suite, args.format))
         return EXIT_OK
 
     paths = args.paths or render.default_paths(repo_root())

@@ -9,7 +9,7 @@ from typing import Any
 
 from mmgitops.cli import argocd_commands
 from mmgitops.cli.args import whole
-from mmgitops.cli.common import EXIT_FINDINGS, EXIT_OK, err, print_stopped, repo_root
+from mmgitops.cli.common import EXIT_FINDINGS, EXIT_OK, print_stopped, progress, repo_root
 from mmgitops.errors import ToolError
 
 
@@ -102,13 +102,16 @@ def cmd_local(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from mmgitops.lab import binaries
+    from mmgitops.lab import binaries, prereqs
     from mmgitops.lab.cluster import cluster
 
     if args.local == "mesh":
         return cmd_mesh(args)
     if args.local == "argocd":
         return argocd_commands.cmd_argocd(args)
+    if args.local == "build":
+        prereqs.check(f"`local build {args.build_what}`", "build",
+                      *(("reference",) if args.build_what == "reference" else ()))
     if args.local == "build" and args.build_what == "reference":
         return cmd_build_reference(args)
     if args.local == "build" and args.build_what == "controller":
@@ -120,11 +123,11 @@ def cmd_local(args: argparse.Namespace) -> int:
         started = time.monotonic()
         paths: list[Path] = []
         built: list[str] = []
-        with err.status("Checking the binary cache...") as status:
+        with progress("Checking the binary cache...") as status:
             if args.build_what == "cluster":
-                bins, built = binaries.ensure(lambda text: status.update(f"Building {text}"))
+                bins, built = binaries.ensure(lambda text: status(f"Building {text}"))
                 paths += bins.all()
-            argocd_bins, argocd_built = argocd_build.ensure(lambda text: status.update(f"Building {text}"))
+            argocd_bins, argocd_built = argocd_build.ensure(lambda text: status(f"Building {text}"))
             controller, skipped = None, ""
             if args.build_what == "cluster":
                 try:
@@ -132,7 +135,7 @@ def cmd_local(args: argparse.Namespace) -> int:
                 except ToolError as error:  # the rest is still worth building; `local cluster up` will say it too
                     skipped = f"not built: the ModelMesh controller, which `local cluster up` needs ({error})"
                 else:
-                    controller = controller_build.ensure(lambda text: status.update(f"Building {text}"), args.source)
+                    controller = controller_build.ensure(lambda text: status(f"Building {text}"), args.source)
         paths += argocd_bins.all()
         built += argocd_built
         if controller is not None:
@@ -146,8 +149,10 @@ def cmd_local(args: argparse.Namespace) -> int:
         print(f"{what} in {time.monotonic() - started:.0f} s; cache {binaries.cache_size() / 2**20:.0f} MiB")
         return EXIT_OK
     if args.action == "up":
-        with err.status("Starting the local cluster...") as status:
-            info = cluster.up(lambda text: status.update(text), args.engine)
+        # Before the status line: a machine that lacks something gets the one line naming it all, and nothing else.
+        prereqs.check("`local cluster up`", "cluster", *(("reference",) if args.engine == "reference" else ()))
+        with progress("Starting the local cluster...") as status:
+            info = cluster.up(status, args.engine)
         print(json.dumps(info, indent=2) if args.format == "json" else
               f"local cluster up in {info['seconds']} s: API server {info['server']}\n"
               f"ModelMesh controller: {info['controller']}; runtime pods backed by the {info['engine']} mesh "
@@ -205,8 +210,8 @@ def cmd_build_reference(args: argparse.Namespace) -> int:
     from mmgitops.lab.reference import build
 
     started = time.monotonic()
-    with err.status("Checking the reference build cache...") as status:
-        built = build.build(args.source, lambda text: status.update(f"Building {text}"))
+    with progress("Checking the reference build cache...") as status:
+        built = build.build(args.source, lambda text: status(f"Building {text}"))
     for path in (built.modelmesh_home, built.rest_proxy, built.adapter):
         print(path)
     done = ", ".join(f"{part} in {built.seconds[part.split()[0]]:.0f} s" for part in built.built)
@@ -218,8 +223,8 @@ def cmd_build_reference(args: argparse.Namespace) -> int:
 def cmd_build_controller(args: argparse.Namespace) -> int:
     from mmgitops.lab.controller import build
 
-    with err.status("Checking the controller build cache...") as status:
-        built = build.ensure(lambda text: status.update(f"Building {text}"), args.source)
+    with progress("Checking the controller build cache...") as status:
+        built = build.ensure(lambda text: status(f"Building {text}"), args.source)
     print(f"{built.binary} (run in {built.tree}), modelmesh-serving {built.commit[:8]}: "
           f"{f'built in {built.seconds:.0f} s' if built.built else 'cached'}")
     return EXIT_OK
@@ -236,8 +241,8 @@ def cmd_mesh(args: argparse.Namespace) -> int:
             load_timeout_ms=args.load_timeout_ms, max_loading_concurrency=args.max_loading_concurrency,
             samples=args.samples, register_samples=not args.no_register, storage_config=args.storage_config,
             faults=args.fault, engine=args.engine)
-        with err.status("Starting the local mesh...") as status:
-            state = control.up(options, lambda text: status.update(text))
+        with progress("Starting the local mesh...") as status:
+            state = control.up(options, status)
         print(json.dumps(state, indent=2) if args.format == "json" else control.describe(state))
         return EXIT_OK
     if args.action == "down":
@@ -257,10 +262,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
     from mmgitops.cli import demo
+    from mmgitops.lab import prereqs
 
+    # Everything the whole demo needs, before the first step builds or starts anything.
+    prereqs.check("`demo`", "cluster" if args.apply else "demo",
+                  *(("reference",) if args.engine == "reference" else ()))
     started = time.monotonic()
-    with err.status("Preparing the local cluster...") as status:
-        info = demo.prepare(repo_root(), lambda text: status.update(text), args.engine, not args.apply)
+    with progress("Preparing the local cluster...") as status:
+        info = demo.prepare(repo_root(), status, args.engine, not args.apply)
     prepared = time.monotonic() - started
     installed = info["installed"]
     print(f"local cluster ready and {installed['profile']} installed by {installed['by']} in {prepared:.0f} s; "

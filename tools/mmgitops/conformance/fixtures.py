@@ -25,6 +25,7 @@ from mmgitops.conformance import plugin
 from mmgitops.conformance.settings import SETTINGS, Settings
 from mmgitops.conformance.steps import Deployments, tracked
 from mmgitops.conformance.target import UNIT_BYTES, SampleRef, Target
+from mmgitops.conformance.verdict import not_reached
 from mmgitops.errors import Forbidden, ToolError
 
 # pytest.exit's code for a run that cannot start (a bad file, an unreachable target): `mmgitops conform` exits 2.
@@ -176,6 +177,12 @@ def cluster_runtime(request: pytest.FixtureRequest, kind: str, replicas: int, ca
         chosen.close()
 
 
+def gpu_room(models: int) -> int:
+    """One-unit models the GPU pod's cache holds: the packed ones and a few more, and never less than ModelMesh starts
+    with, room for 10 default-size models (ModelMesh.setupMemory; the suite's default model size is one unit)."""
+    return max(models + 4, 10)
+
+
 @pytest.fixture(scope="session")
 def gpu_target(request: pytest.FixtureRequest, conformance_settings: Settings) -> Iterator[Target]:
     """The one pod of a single-replica GPU runtime. Locally: a one-instance mesh with room for every packed
@@ -186,12 +193,12 @@ def gpu_target(request: pytest.FixtureRequest, conformance_settings: Settings) -
             yield chosen
         return
     if conformance_settings.cluster:
-        yield from cluster_runtime(request, "gpu", replicas=1, capacity_models=models + 4)
+        yield from cluster_runtime(request, "gpu", replicas=1, capacity_models=gpu_room(models))
         return
     if conformance_settings.given_pods:
-        pytest.skip("no single-replica GPU runtime: --endpoint names the pods of one runtime; pass --gpu-endpoint "
+        not_reached("no single-replica GPU runtime: --endpoint names the pods of one runtime; pass --gpu-endpoint "
                     "HOST:PORT of the GPU runtime's pod to run the packing check")
-    yield from own_mesh(request, "gpu", ("--instances", "1", "--capacity", str((models + 4) * UNIT_BYTES),
+    yield from own_mesh(request, "gpu", ("--instances", "1", "--capacity", str(gpu_room(models) * UNIT_BYTES),
                                          "--samples", "6", "--no-register"))
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from mmgitops.conformance import settings
+from mmgitops.conformance import settings, verdict
 from mmgitops.conformance.groups import GROUPS, RUN_ORDER
 from mmgitops.errors import Forbidden
 
@@ -37,6 +37,7 @@ TARGET_INFO = pytest.StashKey[dict[str, str]]()
 SCHEMA = 1
 
 Record = Callable[..., None]
+TestStatus = tuple[str, str, tuple[str, dict[str, bool]]]  # category, letter, (word, markup)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -109,7 +110,7 @@ def _message(report: pytest.TestReport) -> str:
     if crash is not None:
         return str(crash.message).splitlines()[0][:300] if crash.message else ""
     if isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
+        return str(report.longrepr[2]).removeprefix("Skipped: ").removeprefix(verdict.PREFIX)
     return str(report.longrepr or "").strip().splitlines()[-1][:300] if report.longrepr else ""
 
 
@@ -122,7 +123,9 @@ class _Outcomes:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        yield
+        outcome = yield
+        if call.excinfo is not None and call.excinfo.errisinstance(verdict.NotReached):
+            outcome.get_result().not_reached = True
         # A call the API server refuses the runner fails every check after it the same way: stop, exit 2, one line.
         if call.excinfo is not None and isinstance(call.excinfo.value, Forbidden) and not self.forbidden:
             self.forbidden = str(call.excinfo.value)
@@ -132,6 +135,14 @@ class _Outcomes:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.forbidden:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        elif session.exitstatus == pytest.ExitCode.OK and any(
+                t["outcome"] == verdict.NOT_REACHED for t in self.config.stash[RESULTS].values()):
+            session.exitstatus = verdict.INCOMPLETE  # a check not reached: not certified, though none failed
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> TestStatus | None:
+        if getattr(report, "not_reached", False) and report.skipped:
+            return verdict.NOT_REACHED, "N", ("NOT REACHED", {"yellow": True})
+        return None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.config.stash[RESULTS].setdefault(report.nodeid, {
@@ -145,7 +156,7 @@ class _Outcomes:
             entry["outcome"] = "xfailed" if report.skipped else "xpassed"
             entry["message"] = str(report.wasxfail)
         elif report.skipped:
-            entry["outcome"] = "skipped"
+            entry["outcome"] = verdict.NOT_REACHED if getattr(report, "not_reached", False) else "skipped"
             entry["skip_reason"] = _message(report)
         elif report.failed:
             # A failing setup or teardown is an error of the check's environment, not a failed check.
@@ -159,7 +170,9 @@ def results(config: pytest.Config, exitstatus: int = 0) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for test in tests:
         counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
-    return {"schema": SCHEMA, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(config.stash[STARTED])),
+    word, line = verdict.verdict(t for t in tests if t["group"] in GROUPS)
+    return {"schema": SCHEMA, "verdict": word, "verdict_line": line,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(config.stash[STARTED])),
             "duration_s": round(time.time() - config.stash[STARTED], 1), "exitstatus": int(exitstatus),
             "options": {"target": config.stash[settings.SETTINGS].target,
                         "endpoint": config.stash[settings.SETTINGS].endpoint,
@@ -170,6 +183,11 @@ def results(config: pytest.Config, exitstatus: int = 0) -> dict[str, Any]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # After junitxml's own sessionfinish has written the file.
+    junit = session.config.getoption("xmlpath", default=None)
+    missed = [n for n, t in session.config.stash[RESULTS].items() if t["outcome"] == verdict.NOT_REACHED]
+    if junit and missed and Path(junit).is_file():
+        verdict.mark_junit(Path(junit), missed)
     where = session.config.getoption("conformance_report", default=None)
     if not where:
         return
@@ -177,8 +195,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     out = Path(where)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results(session.config, exitstatus), indent=2, default=str),
-                                      encoding="utf-8")
+    # session.exitstatus, not the argument: the outcomes' hook above may have made it INCOMPLETE.
+    (out / "results.json").write_text(json.dumps(results(session.config, session.exitstatus), indent=2,
+                                                 default=str), encoding="utf-8")
     report.render(out)
 
 
@@ -200,3 +219,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     where = config.getoption("conformance_report", default=None)
     if where:
         terminalreporter.write_line(f"report: {Path(where) / 'report.html'}")
+    word, line = verdict.verdict(tests)
+    terminalreporter.write_line(f"conformance: {line}", bold=True, green=word == verdict.CERTIFIED,
+                                red=word == verdict.FAILED, yellow=word == verdict.INCOMPLETE_WORD)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgitops.conformance.groups import GROUPS
+from mmgitops.conformance.verdict import NOT_REACHED
 from mmgitops.errors import ToolError
 
 ORDER = tuple(GROUPS)
@@ -80,14 +81,16 @@ def summary_table(tests: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
-    for column in ("group", "passed", "failed", "skipped"):
+    for column in ("group", "passed", "failed", "not reached", "skipped"):
         table.add_column(column, justify="left" if column == "group" else "right")
     table.add_column("key figures", overflow="fold")
     for group, members in by_group(tests).items():
-        count = {o: sum(1 for t in members if t["outcome"] == o) for o in ("passed", "failed", "error", "skipped")}
-        failed = count["failed"] + count["error"]
+        count = {o: sum(1 for t in members if t["outcome"] == o)
+                 for o in ("passed", "failed", "error", NOT_REACHED, "skipped")}
+        failed, missed = count["failed"] + count["error"], count[NOT_REACHED]
         figures = "; ".join(f for t in members if (f := key_figures(t.get("figures") or {})))
-        table.add_row(group, str(count["passed"]), f"[red]{failed}[/red]" if failed else "0", str(count["skipped"]),
+        table.add_row(group, str(count["passed"]), f"[red]{failed}[/red]" if failed else "0",
+                      f"[yellow]{missed}[/yellow]" if missed else "0", str(count["skipped"]),
                       escape(figures) if figures else "-")
     return table
 
@@ -216,9 +219,12 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertica
 th { background: #f3f3f3; }
 .passed { color: #1a7f37; } .failed, .error, .xpassed { color: #c00; font-weight: bold; }
 .skipped, .xfailed { color: #888; } .note { color: #666; font-style: italic; }
+.not-reached, .incomplete { color: #b35900; font-weight: bold; } .certified { color: #1a7f37; font-weight: bold; }
+p.verdict { font-size: 1.2em; }
 code { font-size: 0.95em; } img { max-width: 100%; }
 </style></head><body>
 <h1>ModelMesh conformance report</h1>
+{% if run.verdict_line %}<p class="verdict {{ run.verdict }}">{{ run.verdict_line }}</p>{% endif %}
 <p>Started {{ run.started }}, {{ run.duration_s }} s; target <code>{{ run.options.target or "mesh" }}</code>,
 {% if run.options.endpoint %}endpoints <code>{{ run.options.endpoint }}</code>
 {%- elif run.target.engine == "reference" %}reference pods, ModelMesh <code>{{ run.target.reference_commit }}</code>
@@ -235,20 +241,22 @@ code { font-size: 0.95em; } img { max-width: 100%; }
 {%- if run.installed.uncommitted_changes %} (a snapshot with uncommitted changes){% endif %}, {{ run.installed.apps }}
 apps Synced and Healthy in {{ run.installed.sync_seconds }} s{% endif %}.
 {% endif %}
-{% for outcome, n in run.counts|dictsort %}<span class="{{ outcome }}">{{ n }} {{ outcome }}</span>
+{% for outcome, n in run.counts|dictsort %}<span class="{{ outcome|replace(" ", "-") }}">{{ n }} {{ outcome }}</span>
 {%- if not loop.last %}, {% endif %}{% endfor %}.</p>
 <h2>By group</h2>
-<table><tr><th>group</th><th>passed</th><th>failed</th><th>skipped</th></tr>
+<table><tr><th>group</th><th>passed</th><th>failed</th><th>not reached</th><th>skipped</th></tr>
 {% for group, members in groups.items() %}<tr><td>{{ group }}</td>
 <td>{{ members|selectattr("outcome", "equalto", "passed")|list|length }}</td>
 <td>{{ members|selectattr("outcome", "in", ["failed", "error"])|list|length }}</td>
+<td>{{ members|selectattr("outcome", "equalto", "not reached")|list|length }}</td>
 <td>{{ members|selectattr("outcome", "equalto", "skipped")|list|length }}</td></tr>
 {% endfor %}</table>
 <h2>Checks</h2>
 <table><tr><th>group</th><th>test</th><th>outcome</th>
 <th title="the check itself; with its fixtures in the tooltip">time</th><th>key figures</th><th>why</th></tr>
 {% for group, members in groups.items() %}{% for t in members %}<tr><td>{{ group }}</td>
-<td title="{{ t.nodeid }}">{{ t.nodeid.split("::")[-1] }}</td><td class="{{ t.outcome }}">{{ t.outcome }}</td>
+<td title="{{ t.nodeid }}">{{ t.nodeid.split("::")[-1] }}</td><td class="{{ t.outcome|replace(" ", "-") }}">
+{{- t.outcome }}</td>
 <td title="{{ "%.1f"|format(t.duration_s or 0) }} s with fixtures">
 {{- "%.2f"|format(t.call_s or t.duration_s or 0) }} s</td>
 <td>{{ t.key }}</td><td>{{ t.skip_reason or t.message }}</td></tr>

@@ -19,13 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from mmgitops.conformance import settings
+from mmgitops.conformance import settings, verdict
 from mmgitops.conformance.settings import Settings
 from mmgitops.errors import ToolError
 
 SUITE = "mmgitops.conformance.checks"
-# pytest's exit codes as the CLI's: 0 clean, 1 failed checks, 130 interrupted, 2 for the rest (usage, internal).
-PYTEST_TO_EXIT = {0: 0, 1: 1, 2: 130}
+# pytest's exit codes as the CLI's: 0 certified, 1 failed checks, 3 checks not reached (none failed), 130 interrupted,
+# 2 for the rest (usage, internal).
+PYTEST_TO_EXIT = {0: 0, 1: 1, 2: 130, verdict.INCOMPLETE: verdict.INCOMPLETE_CLI}
+VERDICTS = {0: "certified: every applicable check passed", 1: "failed: a check failed",
+            verdict.INCOMPLETE_CLI: "incomplete: checks not reached (listed above), none failed"}
 NO_TESTS_COLLECTED = 5
 
 
@@ -88,7 +91,10 @@ def run(flags: Flags, report: Path | None = None, markexpr: str = "", extra: Seq
     code = run_pytest(pytest_args(flags, report, markexpr, extra), notice)
     if code == NO_TESTS_COLLECTED:
         raise ToolError(f"no conformance check matched{f' -m {markexpr!r}' if markexpr else ''}")
-    return PYTEST_TO_EXIT.get(code, 2)
+    exit_code = PYTEST_TO_EXIT.get(code, 2)
+    if exit_code in VERDICTS:
+        notice(f"{VERDICTS[exit_code]} (exit {exit_code})")
+    return exit_code
 
 
 def run_pytest(args: Sequence[str], notice: Callable[[str], None], cwd: Path | None = None) -> int:

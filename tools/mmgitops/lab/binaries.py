@@ -7,6 +7,7 @@ k8s.io/kubernetes and points each staging module at its matching v0.x release.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -92,9 +93,34 @@ def go_env() -> dict[str, str]:
     return {**os.environ, "GOFLAGS": "-mod=mod", "GOSUMDB": "off", "CGO_ENABLED": "0"}
 
 
+BUILD_TIMES = "build-times.json"  # seconds each build last took here, by name without version: the usual duration
+
+
+def last_build_s(name: str) -> float | None:
+    try:
+        return float(json.loads((cache_root() / BUILD_TIMES).read_text(encoding="utf-8"))[name])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _record_build(name: str, seconds: float) -> None:
+    path = cache_root() / BUILD_TIMES
+    try:
+        times = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        times = {}
+    times = {**(times if isinstance(times, dict) else {}), name: round(seconds)}
+    write(path, json.dumps(times, indent=1))
+
+
 def run_go(args: list[str], cwd: Path, what: str, progress: Callable[[str], None],
          extra_env: dict[str, str] | None = None) -> None:
+    """Build with Go, saying what is built, from which module, and how long it took the last time here."""
     env = {**go_env(), **(extra_env or {})}
+    name = what.split()[0]
+    last = last_build_s(name)
+    usual = f"last time here {last:.0f} s" if last is not None else "first build here: minutes"
+    progress(f"{what}: not cached, building with {' '.join(args[1:2])} ({usual})")
     started = time.monotonic()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
@@ -104,10 +130,11 @@ def run_go(args: list[str], cwd: Path, what: str, progress: Callable[[str], None
         tail = [*tail[-20:], line.rstrip()]
         if line.startswith("go: downloading"):
             downloads += 1
-        progress(f"{what}: {downloads} modules fetched, {time.monotonic() - started:.0f} s")
+        progress(f"{what}: {downloads} modules fetched, {time.monotonic() - started:.0f} s ({usual})")
     if proc.wait() != 0:
         detail = next((t for t in tail if "403" in t or "error" in t.lower()), tail[-1] if tail else "")
         raise ToolError(f"building {what} failed: {detail.strip()}")
+    _record_build(name, time.monotonic() - started)
 
 
 def write(path: Path, text: str) -> None:

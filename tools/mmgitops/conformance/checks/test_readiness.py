@@ -19,6 +19,7 @@ import pytest
 
 from mmgitops.conformance.steps import Deployments, distinct_samples, wait_for_state
 from mmgitops.conformance.target import LOADED, Platform, Target, TargetError
+from mmgitops.conformance.verdict import not_reached
 from mmgitops.modelmesh import defaults
 
 pytestmark = pytest.mark.readiness
@@ -42,7 +43,9 @@ def platform(target: Target, loaded: None) -> Platform:
     try:
         return target.platform()
     except TargetError as error:
-        pytest.skip(error.message)
+        if error.code == "UNIMPLEMENTED":
+            pytest.skip(error.message)
+        not_reached(f"cannot read the platform: {error.message}")
 
 
 def test_every_pod_answers_its_readiness_probe(target, loaded):
@@ -52,10 +55,11 @@ def test_every_pod_answers_its_readiness_probe(target, loaded):
 
 
 def readable(platform: Platform, part: str) -> None:
-    """Skip, naming the refused read, when the runner may not read this part of the platform: a least-privileged
-    runner (no mmgitops-conformance-reader) is not a broken platform, and a failure would be a false alarm."""
+    """Not reached, naming the refused read, when the runner may not read this part of the platform: a
+    least-privileged runner (no mmgitops-conformance-reader) is not a broken platform, and a failure would be a false
+    alarm; nor is it a certified one."""
     if part in platform.unreadable:
-        pytest.skip(f"the runner may not read it ({platform.unreadable[part]}); bind ClusterRole "
+        not_reached(f"the runner may not read it ({platform.unreadable[part]}); bind ClusterRole "
                     "mmgitops-conformance-reader to run this check")
 
 
@@ -113,10 +117,10 @@ def profile_services(platform: Platform, request: pytest.FixtureRequest) -> list
         items = session.custom.list_namespaced_custom_object(*ISVC[:2], PROFILE_NAMESPACE, ISVC[2])["items"]
     except ApiException as error:
         hint = "; bind ClusterRole mmgitops-conformance-reader to run this check" if error.status == 403 else ""
-        pytest.skip(f"cannot list the InferenceServices of namespace {PROFILE_NAMESPACE}: {reason(error)}{hint}")
+        not_reached(f"cannot list the InferenceServices of namespace {PROFILE_NAMESPACE}: {reason(error)}{hint}")
     services = [i for i in items if (i["metadata"].get("annotations") or {}).get(MODE) == "ModelMesh"]
     if not services:
-        pytest.skip(f"no ModelMesh InferenceService in namespace {PROFILE_NAMESPACE}: the profile's samples are not "
+        not_reached(f"no ModelMesh InferenceService in namespace {PROFILE_NAMESPACE}: the profile's samples are not "
                     "installed on this cluster")
     return services
 

@@ -28,6 +28,7 @@ from mmgitops.conformance.fixtures import own_mesh
 from mmgitops.conformance.settings import Settings
 from mmgitops.conformance.steps import Deployments, distinct_samples, tracked, wait_for_state
 from mmgitops.conformance.target import LOADED, Deployed, InferResult, Target, TargetError
+from mmgitops.conformance.verdict import not_reached
 
 pytestmark = pytest.mark.resilience
 MODELS = 4
@@ -119,9 +120,9 @@ def reloaded(target: Target, models: list[Deployed], killed: str) -> dict[str, l
 def kill(conformance_settings: Settings, resilience_target: Target, resilience_deployments: Deployments) -> Kill:
     target = resilience_target
     if len(target.pods()) < 2:
-        pytest.skip(f"the target has {len(target.pods())} pod(s): killing one leaves none to serve")
+        not_reached(f"the target has {len(target.pods())} pod(s): killing one leaves none to serve; give it two")
     if conformance_settings.given_pods and not conformance_settings.kill_command:
-        pytest.skip("--endpoint without --kill-command: the suite has no way to kill one of those pods")
+        not_reached("--endpoint without --kill-command: the suite has no way to kill one of those pods")
     models = [resilience_deployments.deploy(f"res-{i}", s) for i, s in enumerate(distinct_samples(target, MODELS))]
     for model in models:
         wait_for_state(target, model.name, LOADED)
@@ -135,7 +136,7 @@ def kill(conformance_settings: Settings, resilience_target: Target, resilience_d
         try:
             target.kill_pod(killed)
         except TargetError as error:
-            pytest.skip(f"cannot kill a pod of this target: {error}")
+            not_reached(f"cannot kill a pod of this target: {error.message}")
         killed_at = time.monotonic()
         where = tenacity.Retrying(stop=tenacity.stop_after_delay(RELOAD_BUDGET_S), wait=tenacity.wait_fixed(0.2),
                                   retry=tenacity.retry_if_result(lambda found: found is None),

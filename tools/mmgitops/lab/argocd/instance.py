@@ -19,7 +19,7 @@ from typing import Any
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
-from mmgitops.lab import egress, netns
+from mmgitops.lab import egress, netns, prereqs
 from mmgitops.lab.argocd import build, gitserver, objects, reposource
 from mmgitops.lab.cluster import cluster, identity
 from mmgitops.lab.ports import free_port
@@ -78,10 +78,8 @@ def up(root: Path, progress: Callable[[str], None]) -> dict[str, Any]:
     if read_state():
         raise ToolError(f"a local Argo CD is already up for the cluster {cluster.name()!r}: "
                         "`mmgitops local argocd down` first")
-    if os.geteuid() != 0:
-        raise ToolError("the local Argo CD needs root: its application controller binds every interface, so it "
-                        "runs in a network namespace of its own (without root, `mmgitops demo --apply` installs "
-                        "the profile with `mmgitops apply`)")
+    prereqs.check("the local Argo CD (its application controller runs in a network namespace of its own; without "
+                  "root, `mmgitops demo --apply` installs the profile with `mmgitops apply`)", "argocd")
     redis_server = _redis()
     gitserver.git_binary()
     started = time.monotonic()

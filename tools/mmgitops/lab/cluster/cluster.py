@@ -16,7 +16,7 @@ import yaml
 
 from mmgitops import procs
 from mmgitops.errors import ToolError
-from mmgitops.lab import binaries
+from mmgitops.lab import binaries, prereqs
 from mmgitops.lab.cluster import audit, nodes
 from mmgitops.lab.kubelet import backer, engines, network
 from mmgitops.lab.ports import free_port
@@ -102,6 +102,7 @@ def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[
     if read_state():
         raise ToolError(f"a local cluster is already up (kubeconfig {kubeconfig_path()}): "
                         "`mmgitops local cluster down` first")
+    prereqs.check("`local cluster up`", "cluster", *(("reference",) if engine == engines.REFERENCE else ()))
     started = time.monotonic()
     _check_controller(progress)
     if engine == engines.REFERENCE:

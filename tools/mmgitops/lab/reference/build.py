@@ -19,13 +19,13 @@ from datetime import date
 from pathlib import Path
 
 from mmgitops.errors import ToolError
+from mmgitops.lab import prereqs
 from mmgitops.lab.binaries import cache_root
 
 PARTS = ("modelmesh-runtime-adapter", "rest-proxy", "modelmesh")  # longest first: names share prefixes
 OTHERS = ("modelmesh-serving",)  # the other tarballs beside them: the controller's (lab/controller/build.py)
 MAVEN_VERSION = "3.9.9"
 MIN_MAVEN = (3, 9, 6)
-MIN_JDK = 21
 ENV_SOURCES = "MMGITOPS_REFERENCE_SOURCES"
 
 
@@ -124,22 +124,11 @@ def _publish(tmp: Path, out: Path) -> None:
     tmp.rename(out)
 
 
-def _jdk_version(home: Path) -> int:
-    release = home / "release"
-    if not (home / "bin" / "javac").is_file() or not release.is_file():
-        return 0
-    match = re.search(r'JAVA_VERSION="(\d+)', release.read_text(encoding="utf-8", errors="replace"))
-    return int(match.group(1)) if match else 0
-
-
 def find_jdk() -> Path:
-    candidates = [Path(os.environ["JAVA_HOME"])] if os.environ.get("JAVA_HOME") else []
-    jvm = Path("/usr/lib/jvm")
-    candidates += sorted(p for p in jvm.iterdir() if p.is_dir() and not p.is_symlink()) if jvm.is_dir() else []
-    best = max(candidates, key=_jdk_version, default=None)
-    if best is None or _jdk_version(best) < MIN_JDK:
-        raise ToolError(f"ModelMesh needs a JDK {MIN_JDK}+ (none in JAVA_HOME or /usr/lib/jvm): install one")
-    return best
+    jdk = prereqs.find_jdk()
+    if jdk is None:
+        raise ToolError(f"ModelMesh needs a JDK {prereqs.MIN_JDK}+ (none in JAVA_HOME or /usr/lib/jvm): install one")
+    return jdk
 
 
 def _maven_version(mvn: str) -> tuple[int, ...]:
