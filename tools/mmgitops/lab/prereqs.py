@@ -100,8 +100,9 @@ NEEDS = {
     "iproute2": Need("ip", "the pod network namespace", _commands("ip"), debian="iproute2"),
     "util-linux": Need("unshare and nsenter", "the pod network namespace", _commands("unshare", "nsenter"),
                        debian="util-linux"),
+    # Debian 12 packages OpenJDK 17 only: a newer JDK comes from elsewhere (this machine kind has Temurin's).
     "jdk": Need(f"a JDK {MIN_JDK}+", "building and running the reference ModelMesh", lambda: find_jdk() is not None,
-                debian=f"openjdk-{MIN_JDK}-jdk-headless"),
+                how=f"install a JDK {MIN_JDK}+ (Temurin, say) under /usr/lib/jvm or point JAVA_HOME at one"),
     "go": Need("Go", "building the local cluster, Argo CD, the controller and the reference pods' Go parts",
                go_ok, how="install Go from https://go.dev/dl/ (or set GOTOOLCHAIN=auto with an older one)"),
     "root": Need("root", "the pod network namespace of the local cluster", lambda: os.geteuid() == 0,
