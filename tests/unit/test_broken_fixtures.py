@@ -61,3 +61,25 @@ def test_every_policy_rule_is_broken_by_some_fixture(cli):
     listed = {line.split()[0] for line in run.lines}
     broken = {c[4] for c in CASES}
     assert listed <= broken, f"rules without a breaking fixture: {sorted(listed - broken)}"
+
+
+@pytest.mark.unit
+def test_a_named_pipe_among_the_yaml_files_is_a_finding_not_a_hang(mmgitops_process, tmp_path):
+    import os
+
+    (tmp_path / "manifests").mkdir()
+    os.mkfifo(tmp_path / "manifests" / "pipe.yaml")  # reading it would block until a writer comes, which none does
+    run = mmgitops_process("validate", str(tmp_path / "manifests"), timeout=60)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "pipe.yaml: (document): (object): not a regular file [yaml]" in run.stdout
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("fixture", "says"), [
+    ("remote-resource", "remote resource https://example.invalid/manifests/configmap.yaml: cannot fetch it ("),
+    ("symlink-loop", f"{F}/symlink-loop/loop.yaml is a symlink loop"),
+])
+def test_a_resource_kustomize_cannot_open_is_named_for_what_it_is(cli, fixture, says):
+    """Not "missing file" for a URL or a symlink loop: the user would look for a file that is there."""
+    run = cli("validate", f"{F}/{fixture}")
+    assert says in run.out, run.out

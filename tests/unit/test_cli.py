@@ -146,7 +146,8 @@ def test_an_error_is_exit_2_and_one_line_on_stderr_from_a_real_process(mmgitops_
 
 @pytest.mark.unit
 @pytest.mark.parametrize(("flags", "message"), [
-    ((), "mmgitops: error: --service-account : expected NAMESPACE/NAME"),
+    ((), "mmgitops: error: local cluster kubeconfig: name the account with --service-account NAMESPACE/NAME (the "
+         "admin kubeconfig's path is in `mmgitops local cluster status`)"),
     (("--service-account", "runner"), "mmgitops: error: --service-account runner: expected NAMESPACE/NAME"),
     (("--service-account", "ns/runner"), "mmgitops: error: no local cluster is up: `mmgitops local cluster up` "
                                          "first"),
@@ -155,6 +156,26 @@ def test_a_service_account_kubeconfig_needs_an_account_and_a_cluster(cli, monkey
     monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path))
     run = cli("local", "cluster", "kubeconfig", *flags)
     assert (run.code, run.err.strip()) == (2, message)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("state", "message"), [
+    ("{bad", "not the state file mmgitops writes: Expecting property name"),
+    ("[1]", "not the state file mmgitops writes; the processes it listed may still run: stop them, then remove"),
+    ('{"kubeconfig": "KC"}', "the local cluster's API server at https://127.0.0.1:1 does not answer"),
+])
+def test_local_cluster_kubeconfig_on_a_broken_state_or_a_stopped_server_is_one_line(cli, monkeypatch, tmp_path,
+                                                                                     state, message):
+    kubeconfig = tmp_path / "admin.kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+                          "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                          "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+                          "users: [{name: u, user: {token: t}}]\n")
+    (tmp_path / "cluster-mmgitops").mkdir()
+    (tmp_path / "cluster-mmgitops" / "cluster.json").write_text(state.replace("KC", str(kubeconfig)))
+    monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path))
+    run = cli("local", "cluster", "kubeconfig", "--service-account", "ns/runner")
+    assert run.code == 2 and message in run.err and run.err.count("\n") == 1, run.err
 
 
 @pytest.mark.unit

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from mmgitops.conformance import report
+from mmgitops.errors import ToolError
 
 pytestmark = pytest.mark.unit
 
@@ -211,3 +212,33 @@ def test_cleanup_keeps_a_mesh_a_running_suite_uses(cli, state, tmp_path):
     assert run.lines == [f"removed local mesh res-00ff00 ({finished / 'resilience-mesh0' / 'mesh-res-00ff00'})",
                          f"kept local mesh conf-abcdef: a running suite uses it (pytest pid {os.getpid()})"]
     assert (running / "conformance-mesh0" / "mesh-conf-abcdef").is_dir()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[]", "(document): [] is not of type 'object'"),
+    ('{"tests": "x"}', "tests: 'x' is not of type 'array'"),
+    ('{"tests": [{"nodeid": 1, "group": "g", "outcome": "passed"}]}', "tests.0.nodeid: 1 is not of type 'string'"),
+    ('{"tests": [{"nodeid": "n", "group": "g"}]}', "tests.0: 'outcome' is a required property"),
+])
+def test_a_results_json_of_the_wrong_shape_is_one_line_naming_the_field(tmp_path, content, message):
+    (tmp_path / "results.json").write_text(content)
+    with pytest.raises(ToolError) as refused:
+        report.render(tmp_path)
+    assert str(refused.value) == (f"{tmp_path / 'results.json'}: {message} (not the results.json `mmgitops conform` "
+                                  "writes)")
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_a_report_directory_that_cannot_be_written_stops_the_run_before_it_starts(tmp_path):
+    from mmgitops.conformance import run
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ToolError, match=r"--report .*/file/report: cannot write there: Not a directory"):
+        run.writable(tmp_path / "file" / "report")
+
+
+def test_a_report_page_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "results.json").write_text('{"tests": []}')
+    (tmp_path / "report.html").mkdir()  # root may write anywhere, but not a file over a directory
+    with pytest.raises(ToolError, match=r"report.html: cannot write: Is a directory"):
+        report.render(tmp_path)

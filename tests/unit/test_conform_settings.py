@@ -4,6 +4,7 @@ check runs: as pytest's UsageError in the plugin, as one line and exit 2 from `m
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,10 +61,15 @@ def test_endpoints_and_their_flags_are_kept(storage: str) -> None:
     ({"cold_loads": 3}, "--cold-loads 3: must be at least 10"),
     ({"packing_models": 1}, "--packing-models 1: must be at least 2"),
     ({"endpoint": "p=h:1", "storage_config": "/nonexistent/storage.json"}, "--storage-config /nonexistent/storage"),
+    ({"endpoint": ""}, "--endpoint: empty; give POD=HOST:PORT"),
+    ({"endpoint": "p=h:1", "storage_config": "X", "gpu_endpoint": ""}, "--gpu-endpoint: empty"),
+    ({"cold_budget_ms": float("nan")}, "--cold-budget-ms nan: not a finite number"),
+    ({"cold_budget_ms": float("inf")}, "--cold-budget-ms inf: not a finite number"),
+    ({"cold_budget_ms": 1e20}, "--cold-budget-ms 1e+20: must be at most 3.6e+06"),
 ])
 def test_a_bad_combination_is_a_usage_error(given: dict[str, object], message: str, storage: str) -> None:
     given = {name: storage if value == "X" else value for name, value in given.items()}
-    with pytest.raises(pytest.UsageError, match=message.replace("(", r"\(")):
+    with pytest.raises(pytest.UsageError, match=re.escape(message)):
         chosen(**given)
 
 

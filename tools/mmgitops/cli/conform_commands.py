@@ -24,7 +24,7 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
     co.add_argument("--target", choices=("mesh", "cluster"),
                     help="mesh: ModelMesh pods by endpoint, or the embedded local mesh (default); cluster: a "
                     "namespace of the run's own on the kubeconfig's cluster (needs --storage-config)")
-    co.add_argument("--endpoint", default="", metavar="POD=HOST:PORT,...",
+    co.add_argument("--endpoint", metavar="POD=HOST:PORT,...",
                     help="gRPC endpoints of running ModelMesh pods, each with its pod's name (ModelMesh names a "
                     "copy's location by it) (default: start a local mesh); needs --storage-config")
     co.add_argument("--engine", choices=("embedded", "reference"),
@@ -40,7 +40,7 @@ def conform_parser(sub: argparse._SubParsersAction) -> None:
                     "stages its sample models there and removes them after")
     st.add_argument("--storage-key", metavar="KEY", help="the storage to use when FILE has several")
     ep = co.add_argument_group("given endpoints (--endpoint)")
-    ep.add_argument("--gpu-endpoint", default="", metavar="POD=HOST:PORT",
+    ep.add_argument("--gpu-endpoint", metavar="POD=HOST:PORT",
                     help="the one pod of a single-replica GPU runtime, for the packing checks")
     for port, default, what in (("rest", 8008, "REST proxy"), ("metrics", 2112, "metrics (https or http)"),
                                 ("probe", 8089, "readiness probe")):

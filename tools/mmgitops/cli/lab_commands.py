@@ -177,9 +177,12 @@ def cmd_local(args: argparse.Namespace) -> int:
 def service_account_kubeconfig(account: str | None, output: Path | None) -> Path:
     from mmgitops.lab.cluster import cluster, identity
 
-    namespace, _, name = (account or "").partition("/")
+    if not account:
+        raise ToolError("local cluster kubeconfig: name the account with --service-account NAMESPACE/NAME (the admin "
+                        "kubeconfig's path is in `mmgitops local cluster status`)")
+    namespace, _, name = account.partition("/")
     if not namespace or not name:
-        raise ToolError(f"--service-account {account or ''}: expected NAMESPACE/NAME")
+        raise ToolError(f"--service-account {account}: expected NAMESPACE/NAME")
     info = cluster.read_state()
     if info is None:
         raise ToolError("no local cluster is up: `mmgitops local cluster up` first")

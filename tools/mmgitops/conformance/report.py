@@ -23,14 +23,37 @@ STATE_COLOURS = {"Loaded": "tab:green", "Loading": "tab:orange", "Standby": "tab
                  "NotLoaded": "tab:gray", "Failed": "tab:red"}
 
 
+# What the page reads of results.json (docs/conformance.md, results.json); anything else in it is left alone.
+_TEXT, _NUMBER = {"type": "string"}, {"type": "number"}
+RESULTS_SCHEMA = {
+    "type": "object", "required": ["tests"],
+    "properties": {
+        "tests": {"type": "array", "items": {
+            "type": "object", "required": ["nodeid", "group", "outcome"],
+            "properties": {"nodeid": _TEXT, "group": _TEXT, "outcome": _TEXT, "duration_s": _NUMBER,
+                           "call_s": _NUMBER, "skip_reason": _TEXT, "message": _TEXT, "figures": {"type": "object"}}}},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "options": {"type": "object"}, "target": {"type": "object"}, "installed": {"type": "object"},
+        "verdict": _TEXT, "verdict_line": _TEXT, "started": _TEXT, "duration_s": _NUMBER,
+    },
+}
+
+
 def load(directory: Path) -> dict[str, Any]:
+    from jsonschema import Draft202012Validator
+
     path = directory / "results.json"
     if not path.is_file():
         raise ToolError(f"{path}: no such file (run `mmgitops conform --report {directory}` first)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ToolError(f"{path}: not JSON ({exc})") from exc
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ToolError(f"{path}: not JSON ({exc})") from None
+    error = next(iter(sorted(Draft202012Validator(RESULTS_SCHEMA).iter_errors(run), key=lambda e: e.path)), None)
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "(document)"
+        raise ToolError(f"{path}: {where}: {error.message} (not the results.json `mmgitops conform` writes)")
+    return run
 
 
 def _numbers(value: Any) -> list[float]:
@@ -283,5 +306,8 @@ def render(directory: Path) -> Path:
     page = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined).from_string(PAGE).render(
         run=run, groups=by_group(tests), plots=plots(tests))
     out = directory / "report.html"
-    out.write_text(page, encoding="utf-8")
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise ToolError(f"{out}: cannot write: {error.strerror or error}") from None
     return out

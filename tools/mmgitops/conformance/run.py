@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -45,7 +46,7 @@ def pytest_args(flags: Flags, report: Path | None = None, markexpr: str = "", ex
     # package is installed, and a pytest configuration in the user's directory does not change the suite.
     args = ["--pyargs", SUITE, "--rootdir", str(suite_dir().parent), "-c", os.devnull, "-p", "no:cacheprovider"]
     for name, value in flags.items():
-        if value not in (None, ""):
+        if value is not None:  # "" as given: the suite's settings refuse an empty endpoint
             args += [f"--{name.replace('_', '-')}", str(value)]
     if markexpr:
         args += ["-m", markexpr]
@@ -81,13 +82,24 @@ def preflight(chosen: Settings) -> None:
             raise ToolError(f"--endpoint: nothing answers at {', '.join(unreachable)}")
 
 
+def writable(report: Path) -> None:
+    """The report directory, made and written to once before the run: a run of minutes must not end unable to keep
+    its results."""
+    if report.exists() and not report.is_dir():
+        raise ToolError(f"--report {report}: not a directory")
+    try:
+        report.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=report):
+            pass
+    except OSError as error:
+        raise ToolError(f"--report {report}: cannot write there: {error.strerror or error}") from None
+
+
 def run(flags: Flags, report: Path | None = None, markexpr: str = "", extra: Sequence[str] = (),
         notice: Callable[[str], None] = lambda _: None) -> int:
     preflight(check(flags))
     if report:
-        if report.exists() and not report.is_dir():
-            raise ToolError(f"--report {report}: not a directory")
-        report.mkdir(parents=True, exist_ok=True)
+        writable(report)
     code = run_pytest(pytest_args(flags, report, markexpr, extra), notice)
     if code == NO_TESTS_COLLECTED:
         raise ToolError(f"no conformance check matched{f' -m {markexpr!r}' if markexpr else ''}")

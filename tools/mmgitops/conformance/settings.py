@@ -6,6 +6,7 @@ Loaded by every pytest run in an environment that installs mmgitops (a pytest11 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ RESOLVERS = ("port-forward", "annotation")
 # and keeps one of them as its unload buffer: with one-unit models, 9 is the smallest pod.
 DEFAULT_CAPACITY_MODELS = 9
 DEFAULT_COLD_BUDGET_MS = 500.0  # the seeds' cold-load figure for small models
+MAX_COLD_BUDGET_MS = 3_600_000.0
 MIN_COLD_LOADS = 10  # a p50 and a p95 need at least this many
 DEFAULT_PACKING_MODELS = 20
 # The embedded mesh the suite starts churns after 1.5 s, so that the eviction checks need not wait out ModelMesh's
@@ -133,14 +135,29 @@ def _refuse(given: dict[str, object], names: tuple[str, ...], who: str) -> None:
         raise pytest.UsageError(f"{', '.join(flags)}: for {who} only")
 
 
-def _at_least(given: dict[str, object], name: str, least: float, why: str = "") -> None:
+def _at_least(given: dict[str, object], name: str, least: float, why: str = "", most: float = math.inf,
+              most_why: str = "") -> None:
     value = given.get(name)
-    if value is not None and float(value) < least:  # type: ignore[arg-type]
+    if value is None:
+        return
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{flag(name)} {value}: not a number") from None
+    if not math.isfinite(number):
+        raise pytest.UsageError(f"{flag(name)} {value}: not a finite number")
+    if number < least:
         raise pytest.UsageError(f"{flag(name)} {value}: must be at least {least:g}{why}")
+    if number > most:
+        raise pytest.UsageError(f"{flag(name)} {value}: must be at most {most:g}{most_why}")
 
 
 def from_values(values: dict[str, object]) -> Settings:
-    """Settings from option values by dest name; None or "" means not given."""
+    """Settings from option values by dest name; None means not given, and so does "" but for the endpoints, where
+    an empty value is a mistake (a shell variable that was not set), not a request for the local mesh."""
+    for name in ("endpoint", "gpu_endpoint"):
+        if values.get(name) == "":
+            raise pytest.UsageError(f"{flag(name)}: empty; give POD=HOST:PORT[,...], or leave the option out")
     given = {name: value for name, value in values.items() if value not in (None, "")}
     target = str(given.get("target", "mesh"))
     if target == "cluster":
@@ -166,7 +183,7 @@ def from_values(values: dict[str, object]) -> Settings:
         _refuse(given, STORAGE, "--target cluster and --endpoint")
         _refuse(given, ENDPOINT_ONLY, "--endpoint")
     _at_least(given, "cold_loads", MIN_COLD_LOADS, ": a p50 and a p95 need that many cold loads")
-    _at_least(given, "cold_budget_ms", 1)
+    _at_least(given, "cold_budget_ms", 1, most=MAX_COLD_BUDGET_MS, most_why=": an hour is no budget")
     _at_least(given, "packing_models", 2, ": packing is about many models on one pod")
     _at_least(given, "capacity_models", 1)
     _at_least(given, "min_churn_age_ms", 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -216,6 +217,27 @@ _WRAPPER_NOISE = re.compile(r"accumulating resources: accumulation err='accumula
 _MISSING_FILE = re.compile(r"open (\S+): no such file or directory|evalsymlink failure on '([^']+)'")
 
 
+_REMOTE = re.compile(r"\b(https?|git|ssh|file):/+(.*)$")
+_UNREACHABLE = re.compile(r"accumulating resources from '((?:https?|git|ssh)://[^']+)': Get \"[^\"]*\": ([^']+?)'")
+
+
+def _why_missing(missing: str) -> str:
+    """What kustomize's "no such file" means: a remote URL it joined to the directory, a symlink that loops or points
+    nowhere, or a file that is not there."""
+    if match := _REMOTE.search(missing):
+        return (f"remote resource {match.group(1)}://{match.group(2)}: kustomize could not fetch it; vendor it into "
+                "the repository to validate offline")
+    path = Path(missing)
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return f"{display(path)} is a symlink loop"
+            return f"{display(path)} is a broken symlink (to {os.readlink(path)})"
+    return f"missing file {display(path)}"
+
+
 def kustomize_error(stderr: str, directory: Path, kfile: Path) -> Finding:
     """One line from kustomize's multi-line error, naming the file, object and field."""
     text = " ".join(stderr.split()).removeprefix("Error: ")
@@ -237,11 +259,15 @@ def kustomize_error(stderr: str, directory: Path, kfile: Path) -> Finding:
         return Finding(display(where), "(document)", field, f"invalid YAML: {problem}", "yaml")
     if match := _UNKNOWN_FIELD.search(text):
         return Finding(shown, owner, match.group(1), "unknown field in kustomization", "kustomize")
+    if match := _UNREACHABLE.search(text):
+        url, why = match.groups()
+        return Finding(shown, owner, "resources", f"remote resource {url}: cannot fetch it ({why}); vendor it into "
+                       "the repository to validate offline", "kustomize")
     if match := _MISSING_FILE.search(text):
         missing = match.group(1) or match.group(2)
         hint = ""
         if missing.endswith(".env") and Path(missing + ".example").exists():
             hint = f"; copy {display(Path(missing + '.example'))} to it (`make setup` does)"
         field = "secretGenerator" if missing.endswith(".env") else "resources"
-        return Finding(shown, owner, field, f"missing file {display(Path(missing))}{hint}", "kustomize")
+        return Finding(shown, owner, field, f"{_why_missing(missing)}{hint}", "kustomize")
     return Finding(shown, owner, "", f"kustomize build failed: {text[:300]}", "kustomize")

@@ -53,6 +53,8 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Resul
             crd = catalog.crd(obj.group, obj.version, obj.kind)
             if crd is not None:
                 findings.update(cel.check_rules(obj, schema.defaulted(obj, catalog), crd.rules, cel_counts))
+            if obj.kind == "CustomResourceDefinition" and obj.group == "apiextensions.k8s.io":
+                findings.update(cel.check_compiles(obj))
             findings.update(policy.run_object_rules(obj, ctx))
             if obj.kind == "ArgoCD" and obj.group == "argoproj.io":
                 findings.update(health.check_instance(obj, health_counts))

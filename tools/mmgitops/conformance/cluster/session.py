@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from mmgitops import kubeconfig as kubeconfig_mod
 from mmgitops.conformance import staging
 from mmgitops.conformance.cluster import access, namespaces, objects
 from mmgitops.conformance.target import SampleRef
@@ -25,10 +26,7 @@ from mmgitops.modelmesh import storage
 
 def api_client(kubeconfig: str | None, context: str | None = None) -> client.ApiClient:
     """A client for the kubeconfig (default: $KUBECONFIG or ~/.kube/config), checked to reach its server."""
-    try:
-        api = config.new_client_from_config(config_file=kubeconfig, context=context)
-    except (config.ConfigException, OSError, TypeError) as error:
-        raise ToolError(f"kubeconfig {kubeconfig or '~/.kube/config'}: {str(error).splitlines()[0]}") from None
+    api = kubeconfig_mod.api_client(kubeconfig, context)
     api.configuration.retries = 1  # an unreachable server should fail in seconds, not after urllib3's three tries
     try:
         client.VersionApi(api).get_code(_request_timeout=10)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes import config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from mmgitops import kubeconfig as kubeconfig_mod
 from mmgitops.errors import Finding, ToolError
 from mmgitops.gitops.apply import health as health_mod
 from mmgitops.gitops.objects import K8sObject
@@ -70,7 +70,7 @@ def run(path: Path, repo_root: Path, kustomize: list[str], kubeconfig: str | Non
     if blocking:
         return Outcome(findings=blocking)
     steps = [s for s in plan.steps if s.depth == 0]
-    api = config.new_client_from_config(config_file=kubeconfig)
+    api = kubeconfig_mod.api_client(kubeconfig)
     dyn = DynamicClient(api)
     lua = health_mod.scripts(repo_root, tuple(kustomize))
     outcome = Outcome()

@@ -83,3 +83,38 @@ def check_rules(obj: K8sObject, body: Any, rules: list[CelRule], counts: dict[st
                 findings.append(Finding(obj.file, obj.ref, field_path(where) or "(object)",
                                         f"CEL rule failed: {rule.message}", "cel"))
     return findings
+
+
+def _rules_in(node: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(field, rule) of every x-kubernetes-validations rule in an OpenAPI schema node, with the rule's own path."""
+    if not isinstance(node, dict):
+        return
+    for index, item in enumerate(node.get("x-kubernetes-validations") or []):
+        if isinstance(item, dict) and isinstance(item.get("rule"), str):
+            yield f"{where}.x-kubernetes-validations[{index}].rule", item["rule"]
+    for key in ("properties", "patternProperties"):
+        for name, child in (node.get(key) or {}).items():
+            yield from _rules_in(child, f"{where}.{key}.{name}")
+    for key in ("items", "additionalProperties", "not"):
+        yield from _rules_in(node.get(key), f"{where}.{key}")
+    for key in ("allOf", "anyOf", "oneOf"):
+        for index, child in enumerate(node.get(key) or []):
+            yield from _rules_in(child, f"{where}.{key}[{index}]")
+
+
+def check_compiles(obj: K8sObject) -> list[Finding]:
+    """A CustomResourceDefinition of the repository: each CEL rule must parse, as the API server refuses a CRD whose
+    rule does not compile. Only the syntax: a function cel-python lacks is no error of the CRD's."""
+    findings = []
+    for index, version in enumerate((obj.body.get("spec") or {}).get("versions") or []):
+        schema = ((version or {}).get("schema") or {}).get("openAPIV3Schema")
+        for field, rule in _rules_in(schema, f"spec.versions[{index}].schema.openAPIV3Schema"):
+            try:
+                _ENV.compile(rule)
+            except celpy.CELParseError as error:
+                # The parser's own words ("Unexpected token ...") are in the error it chained.
+                cause = " ".join(str(error.__context__ or "syntax error").split())[:200]
+                at = f" at column {error.column}" if getattr(error, "column", None) else ""
+                findings.append(Finding(obj.file, obj.ref, field, f"CEL rule does not compile{at}: {rule!r}: "
+                                        f"{cause}", "cel"))
+    return findings

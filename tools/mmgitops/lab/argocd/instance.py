@@ -24,7 +24,7 @@ from mmgitops.lab.argocd import build, gitserver, objects, reposource
 from mmgitops.lab.cluster import cluster, identity
 from mmgitops.lab.ports import free_port
 from mmgitops.lab.spawn import spawn
-from mmgitops.lab.state import state_root
+from mmgitops.lab.state import read_json, state_root
 
 
 def state_dir() -> Path:
@@ -32,8 +32,7 @@ def state_dir() -> Path:
 
 
 def read_state() -> dict[str, Any] | None:
-    path = state_dir() / "argocd.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(state_dir() / "argocd.json")
 
 
 def _write_state(info: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from mmgitops.lab import binaries, prereqs
 from mmgitops.lab.cluster import audit, nodes
 from mmgitops.lab.kubelet import backer, engines, network
 from mmgitops.lab.ports import free_port
-from mmgitops.lab.state import state_root
+from mmgitops.lab.state import read_json, state_root
 
 S3_KEY, S3_BUCKET = "localS3", "models"
 # The tests' least-privileged ServiceAccounts live here; the API server audits their requests, and only theirs,
@@ -90,8 +90,7 @@ def _last_message(text: str) -> str:
 
 
 def read_state() -> dict[str, Any] | None:
-    path = state_dir() / "cluster.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(state_dir() / "cluster.json")
 
 
 def up(progress: Callable[[str], None], engine: str = engines.EMBEDDED) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import urllib3
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -21,9 +22,14 @@ def token(api: client.ApiClient, namespace: str, account: str, seconds: int, aud
     request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                "spec": {"expirationSeconds": seconds, **({"audiences": [audience]} if audience else {})}}
     try:
-        answer = client.CoreV1Api(api).create_namespaced_service_account_token(account, namespace, request)
+        answer = client.CoreV1Api(api).create_namespaced_service_account_token(account, namespace, request,
+                                                                                _request_timeout=30)
     except ApiException as exc:
         raise ToolError(f"TokenRequest for ServiceAccount {namespace}/{account}: {exc.reason}") from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise ToolError(f"the local cluster's API server at {api.configuration.host} does not answer "
+                        f"({type(getattr(exc, 'reason', exc)).__name__}): is it up? `mmgitops local cluster status` "
+                        "tells") from None
     return str(answer.status.token)
 
 

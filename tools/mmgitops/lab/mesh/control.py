@@ -29,7 +29,7 @@ from mmgitops.lab.mesh.registry import kv_prefix
 from mmgitops.lab.mesh.sampleset import STORAGE_KEY
 from mmgitops.lab.mesh.serve import InstanceConfig
 from mmgitops.lab.spawn import spawn
-from mmgitops.lab.state import state_root
+from mmgitops.lab.state import read_json, state_root
 from mmgitops.modelmesh import samples
 from mmgitops.modelmesh.defaults import MIN_CHURN_AGE_MS, UNIT_BYTES
 from mmgitops.modelmesh.storage import StorageEntry, write_config
@@ -60,8 +60,7 @@ def state_dir(mesh: str | None = None, base: Path | None = None) -> Path:
 
 
 def read_state(mesh: str | None = None, base: Path | None = None) -> dict[str, Any] | None:
-    path = state_dir(mesh, base) / "mesh.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(state_dir(mesh, base) / "mesh.json")
 
 
 def save_state(state: dict[str, Any]) -> None:
