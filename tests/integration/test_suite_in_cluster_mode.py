@@ -14,6 +14,7 @@ from mmgitops.conformance.cluster import objects
 from mmgitops.conformance.cluster import session as cluster_session
 from mmgitops.conformance.cluster.resolve import Annotation
 from mmgitops.conformance.cluster.target import ClusterTarget
+from mmgitops.conformance.groups import GROUPS
 from mmgitops.conformance.target import LOADED, TargetError
 from mmgitops.gitops.schemas import catalog
 from mmgitops.lab.kubelet import backer
@@ -31,8 +32,7 @@ def test_the_demo_runs_every_check_in_cluster_mode_and_all_pass(demo):
     # As the profile's least-privileged runner, in the namespace it may act in (test_suite_least_privilege.py).
     assert (results["target"]["runner"], results["target"]["namespace"]) == (
         "ServiceAccount mmgitops-conformance/conformance-runner", "mmgitops-conformance (given namespace)")
-    assert {t["group"] for t in results["tests"]} == {"readiness", "routing", "coldload", "eviction", "packing",
-                                                      "resilience"}
+    assert {t["group"] for t in results["tests"]} == set(GROUPS)
     # The runtimes and every InferenceService status came from RHOAI's controller, built from its pinned commit.
     from mmgitops.lab.controller import build
 
