@@ -47,7 +47,8 @@ def test_ctrl_c_mid_run_stops_every_process_the_run_started(tmp_path: Path) -> N
     temp.mkdir()
     env = {**os.environ, "PYTEST_DEBUG_TEMPROOT": str(temp), "MMGITOPS_STATE": str(tmp_path / "state")}
     # A session of its own, so that the signal below reaches the CLI's process group as a terminal's Ctrl-C would.
-    cli = subprocess.Popen([sys.executable, "-m", "mmgitops", "conform", "-m", "routing"], cwd=tmp_path, env=env,
+    # Eviction: a group that waits on ModelMesh's publish period, so the signal lands mid-run however fast the machine.
+    cli = subprocess.Popen([sys.executable, "-m", "mmgitops", "conform", "-m", "eviction"], cwd=tmp_path, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 300

@@ -1,4 +1,6 @@
 """Every `make test` run ends with each tier's time: CI stops at 90 minutes, and a tier that grows shows here first.
+A plugin of this repository's pytest configuration (pyproject's addopts `-p tests.tier_times`), so that the suite's
+own runs (`mmgitops conform`, which reads no configuration) never load it.
 
 A tier is the test's folder under tests/ (static, unit, mesh, reference, integration, package), or `conformance`
 for the suite's own checks (tools/mmgitops/conformance/checks). Its time is the sum of its tests' setup, call and
