@@ -120,7 +120,7 @@ def run_go(args: list[str], cwd: Path, what: str, progress: Callable[[str], None
     name = what.split()[0]
     last = last_build_s(name)
     usual = f"last time here {last:.0f} s" if last is not None else "first build here: minutes"
-    progress(f"{what}: not cached, building with {' '.join(args[1:2])} ({usual})")
+    progress(f"{what}: not cached; `go {args[1]}` ({usual})")
     started = time.monotonic()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
