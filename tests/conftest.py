@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root, and the CLI run in-process with its output captured.
+"""Shared fixtures: the repository root, and the CLI run in-process with its output captured; and each tier's time at
+the end of every run (CI stops at 90 minutes, and a tier that grows shows there first).
 
 In-process, an exception escaping `main()` propagates into the test: it never prints a Traceback, so a test
 about the process contract (exit code, one line on stderr, no Traceback) runs `mmgitops` as a subprocess
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mmgitops.cli.main import main
@@ -64,3 +66,37 @@ def mmgitops_process() -> Callable[..., subprocess.CompletedProcess[str]]:
         return subprocess.run([sys.executable, "-m", "mmgitops", *args], cwd=ROOT, capture_output=True, text=True,
                               env=None if env is None else {**os.environ, **env}, timeout=timeout)
     return run
+
+
+# ---- time per tier ----------------------------------------------------------------------------------------------
+# A tier is the test's folder under tests/ (static, unit, mesh, reference, integration, package), or `conformance` for
+# the suite's own checks (tools/mmgitops/conformance/checks). Its time is the sum of its tests' setup, call and
+# teardown: the tiers run one after another. The suite's own runs (`mmgitops conform`) never load this file.
+def tier(nodeid: str) -> str:
+    parts = nodeid.split("/")
+    return parts[1] if parts[0] == "tests" and len(parts) > 2 else "conformance"
+
+
+class TierTimes:
+    """Registered per run: pytest_runtest_logreport gets no config to keep the times in."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        name = tier(report.nodeid)
+        self.seconds[name] = self.seconds.get(name, 0.0) + report.duration
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.seconds:
+            return
+        parts = [f"{name} {seconds / 60:.1f} min" if seconds >= 60 else f"{name} {seconds:.0f} s"
+                 for name, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1])]
+        terminalreporter.write_sep("-", "time per tier")
+        terminalreporter.write_line(f"{' | '.join(parts)} | total {sum(self.seconds.values()) / 60:.1f} min")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A plugin object, not this conftest's own hooks: those would see only the tests under tests/, and the suite's
+    # checks under tools/ are a tier too.
+    config.pluginmanager.register(TierTimes(), "mmgitops-tier-times")
