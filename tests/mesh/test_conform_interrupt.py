@@ -47,9 +47,11 @@ def test_ctrl_c_mid_run_stops_every_process_the_run_started(tmp_path: Path) -> N
     temp.mkdir()
     env = {**os.environ, "PYTEST_DEBUG_TEMPROOT": str(temp), "MMGITOPS_STATE": str(tmp_path / "state")}
     # A session of its own, so that the signal below reaches the CLI's process group as a terminal's Ctrl-C would.
-    # Eviction: a group that waits on ModelMesh's publish period, so the signal lands mid-run however fast the machine.
-    cli = subprocess.Popen([sys.executable, "-m", "mmgitops", "conform", "-m", "eviction"], cwd=tmp_path, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    # SIGINT as a terminal leaves it: a test run started in the background by a non-interactive shell inherits it
+    # ignored, and Python then never raises KeyboardInterrupt, so the CLI would never see the Ctrl-C below.
+    cli = subprocess.Popen([sys.executable, "-m", "mmgitops", "conform", "-m", "routing"], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not (pids := mesh_pids(temp)) or not all(map(procs.alive, pids)):
