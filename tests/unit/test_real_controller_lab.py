@@ -168,12 +168,13 @@ def test_the_hosts_file_names_services_as_cluster_dns_does(tmp_path: Path) -> No
 
 def test_without_root_cluster_up_is_refused_in_one_line_before_anything_starts(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mmgitops.errors import ToolError
+    from mmgitops.lab import prereqs
     from mmgitops.lab.cluster import cluster
-    from mmgitops.lab.kubelet import backer
 
     monkeypatch.setenv("MMGITOPS_STATE", str(tmp_path / "state"))
-    monkeypatch.setattr(backer.os, "geteuid", lambda: 1000)
-    with pytest.raises(backer.ToolError, match=r"`local cluster up` needs what this machine lacks: .*root") as refused:
+    monkeypatch.setattr(prereqs.os, "geteuid", lambda: 1000)
+    with pytest.raises(ToolError, match=r"`local cluster up` needs what this machine lacks: .*root") as refused:
         cluster.up(lambda _text: None)
     assert "\n" not in str(refused.value) and "local mesh up" in str(refused.value)
     assert not (tmp_path / "state").exists()

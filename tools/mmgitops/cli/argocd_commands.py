@@ -35,9 +35,6 @@ def cmd_argocd(args: argparse.Namespace) -> int:
     from mmgitops.lab.argocd import instance
 
     if args.action == "up":
-        from mmgitops.lab import prereqs
-
-        prereqs.check("`local argocd up`", "argocd")  # before the status line, as one line
         with progress("Starting Argo CD...") as status:
             info = instance.up(repo_root(), status)
         print(json.dumps(info, indent=2) if args.format == "json" else describe_up(info))

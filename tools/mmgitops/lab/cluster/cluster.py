@@ -162,11 +162,10 @@ def _check_reference(progress: Callable[[str], None]) -> None:
 
 
 def _check_controller(progress: Callable[[str], None]) -> None:
-    """Before anything starts: the ModelMesh controller runs in the pod network, which needs root, and its binary is
-    built from the pinned source (or cached)."""
+    """Before anything starts: the ModelMesh controller's binary, built from the pinned source (or cached). Root,
+    which the pod network needs, is among the prerequisites checked before it."""
     from mmgitops.lab.controller import build
 
-    backer.check_root()
     build.ensure(lambda text: progress(f"building the ModelMesh controller: {text}"))
 
 

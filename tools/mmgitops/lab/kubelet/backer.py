@@ -10,7 +10,6 @@ that `http://etcd:2379` in modelmesh-serving's etcd Secret reaches the etcd Serv
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -355,9 +354,3 @@ def recorded(root: Path) -> dict[str, int]:
         return {str(k): int(v) for k, v in json.loads((root / PIDS_FILE).read_text(encoding="utf-8")).items()}
     except (OSError, ValueError, AttributeError):
         return {}
-
-
-def check_root() -> None:
-    if os.geteuid() != 0:
-        raise ToolError("the local cluster's pods (the ModelMesh controller, etcd, the runtime pods) run in a "
-                        "network namespace: `local cluster up` needs root (mesh mode, `local mesh up`, does not)")
