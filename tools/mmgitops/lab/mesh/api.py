@@ -223,8 +223,9 @@ class Management(mesh_grpc.ModelMeshServicer):  # type: ignore[name-defined, mis
         loading = threading.Thread(target=_quietly(run), daemon=True)
         loading.start()
         if not local:
-            # ModelMesh replies to a load it does not wait for once the copy is placed and listed LOADING
-            # (ensureLoadedInternal with sync=false), which the controller writes as Loading, not Standby.
+            # ModelMesh replies to a load it does not wait for once the copy is placed: the chosen instance answers
+            # SI_LOADING as soon as its cache entry exists (ModelMesh._invokeLocalModel, `!syncRequest &&
+            # !ce.isDone()`), which the controller writes as Loading, not Standby.
             deadline = time.monotonic() + PLACED_WITHIN_S
             while loading.is_alive() and not self.registry.read_copies(model_id) and time.monotonic() < deadline:
                 time.sleep(0.02)
