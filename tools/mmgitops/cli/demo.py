@@ -24,6 +24,34 @@ BOOTSTRAP = "conformance"  # argocd/bootstrap/conformance: the same profile as A
 CHURN_MS = 1500  # what the profile's fast-churn component sets
 RUNNER = ("mmgitops-conformance", "conformance-runner")  # the profile's components/conformance/runner-namespace
 SYNC_TIMEOUT = 900.0
+DEMO_TIME = "demo"  # its key in binaries.BUILD_TIMES: a whole demo from a stopped cluster with every binary cached
+TYPICAL_DEMO_S = 360  # a 2-core machine, 2026-12-07
+
+
+def plan(engine: str, through_argocd: bool) -> tuple[str, bool]:
+    """The demo's first line: its steps, what it builds first and how long it takes; and whether this run is a
+    steady one (nothing to build, no cluster up yet), whose time is the next run's estimate."""
+    from mmgitops.lab import binaries, builds
+    from mmgitops.lab.cluster import cluster
+
+    running = cluster.read_state() is not None
+    todo = builds.pending("cluster", *(("reference",) if engine == "reference" else ()))
+    steps = ("the local cluster is up: it is reused" if running else
+             f"the local cluster starts (runtime pods backed by the {engine} mesh engine)")
+    steps += (", Argo CD syncs the conformance profile" if through_argocd else
+              ", `mmgitops apply` installs the conformance profile")
+    steps += ", then the conformance suite runs as the profile's runner"
+    last = binaries.last_build_s(DEMO_TIME)
+    usual = f"{last / 60:.0f} min last time here" if last is not None else f"typically {TYPICAL_DEMO_S // 60} min"
+    built = builds.summary(todo)
+    lines = [f"mmgitops demo: {steps} ({usual} once built)."] + ([f"mmgitops demo: {built}."] if built else [])
+    return "\n".join(lines), not todo and not running
+
+
+def record(seconds: float) -> None:
+    from mmgitops.lab import binaries
+
+    binaries.record_build(DEMO_TIME, seconds)
 
 
 def prepare(root: Path, progress: Callable[[str], None], engine: str | None = None,

@@ -19,12 +19,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lb = local_sub.add_parser("build", help="build (or find cached) kube-apiserver, controller-manager, scheduler, "
                               "etcd, kwok, Argo CD, kustomize and the modelmesh-serving controller from the versions "
                               "pinned in pins.toml; or the reference pods")
-    lb.add_argument("build_what", nargs="?", choices=("cluster", "argocd", "controller", "reference"),
+    lb.add_argument("build_what", nargs="?", choices=("cluster", "argocd", "controller", "reference", "all"),
                     default="cluster", metavar="WHAT",
                     help="cluster (default): the local cluster's binaries, Argo CD's and the controller; argocd: only "
                     "Argo CD's application controller and repo server, and kustomize; controller: only RHOAI's "
                     "modelmesh-serving controller, from its source tarball; reference: ModelMesh, rest-proxy and the "
-                    "MLServer adapter from the upstream source tarballs")
+                    "MLServer adapter from the upstream source tarballs; all: everything `make test` uses (cluster, "
+                    "the Argo CD Lua health runner and reference)")
     lb.add_argument("--source", type=Path, metavar="DIR",
                     help="controller, reference: the directory of the upstream tarballs (default: "
                     "$MMGITOPS_REFERENCE_SOURCES, else ../shared/reference/upstream beside the checkout)")
@@ -100,9 +101,7 @@ def mesh_parser(local_sub: argparse._SubParsersAction) -> None:
 
 def cmd_local(args: argparse.Namespace) -> int:
     import json
-    import time
 
-    from mmgitops.lab import binaries, prereqs
     from mmgitops.lab.cluster import cluster
 
     if args.local == "mesh":
@@ -110,44 +109,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     if args.local == "argocd":
         return argocd_commands.cmd_argocd(args)
     if args.local == "build":
-        prereqs.check(f"`local build {args.build_what}`", "build",
-                      *(("reference",) if args.build_what == "reference" else ()))
-    if args.local == "build" and args.build_what == "reference":
-        return cmd_build_reference(args)
-    if args.local == "build" and args.build_what == "controller":
-        return cmd_build_controller(args)
-    if args.local == "build":
-        from mmgitops.lab.argocd import build as argocd_build
-        from mmgitops.lab.controller import build as controller_build
-
-        started = time.monotonic()
-        paths: list[Path] = []
-        built: list[str] = []
-        with progress("Checking the binary cache...") as status:
-            if args.build_what == "cluster":
-                bins, built = binaries.ensure(lambda text: status(f"Building {text}"))
-                paths += bins.all()
-            argocd_bins, argocd_built = argocd_build.ensure(lambda text: status(f"Building {text}"))
-            controller, skipped = None, ""
-            if args.build_what == "cluster":
-                try:
-                    controller_build.source(args.source)
-                except ToolError as error:  # the rest is still worth building; `local cluster up` will say it too
-                    skipped = f"not built: the ModelMesh controller, which `local cluster up` needs ({error})"
-                else:
-                    controller = controller_build.ensure(lambda text: status(f"Building {text}"), args.source)
-        paths += argocd_bins.all()
-        built += argocd_built
-        if controller is not None:
-            paths.append(controller.binary)
-            built += [f"controller {controller.commit[:8]}"] if controller.built else []
-        for path in paths:
-            print(path)
-        if skipped:
-            print(skipped)
-        what = f"built {', '.join(built)}" if built else "all cached"
-        print(f"{what} in {time.monotonic() - started:.0f} s; cache {binaries.cache_size() / 2**20:.0f} MiB")
-        return EXIT_OK
+        return cmd_build(args)
     if args.action == "up":
         with progress("Starting the local cluster...") as status:
             info = cluster.up(status, args.engine)
@@ -203,6 +165,72 @@ def describe_cluster(info: dict[str, Any]) -> str:
                       *([f"audit log {info['audit_log']}"] if info.get("audit_log") else []),
                       *(f"  {name:<24} pid {proc['pid']:<8} {'running' if proc['running'] else 'NOT running'}"
                         for name, proc in info["processes"].items())])
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """`local build WHAT`: each WHAT builds what its commands need; `all` is what `make test` builds before its tiers
+    start (a part whose source tarball is missing is named and left out: the tests that need it are skipped)."""
+    import time
+
+    from mmgitops.lab import binaries, builds, prereqs
+    from mmgitops.lab.argocd import build as argocd_build
+    from mmgitops.lab.argocd import luahealth
+    from mmgitops.lab.controller import build as controller_build
+    from mmgitops.lab.reference import build as reference_build
+
+    what = args.build_what
+    if args.source is not None and not args.source.is_dir():
+        raise ToolError(f"--source {args.source}: not a directory (it holds the upstream source tarballs)")
+    prereqs.check(f"`local build {what}`", "build", *(("reference",) if what in ("reference", "all") else ()))
+    if what == "reference":
+        return cmd_build_reference(args)
+    if what == "controller":
+        return cmd_build_controller(args)
+    uses = {"argocd": (), "cluster": ("cluster",), "all": ("cluster", "luahealth", "reference")}[what]
+    planned = builds.summary(builds.pending(*uses))
+    if planned:
+        print(f"local build {what}: {planned}", flush=True)
+    started = time.monotonic()
+    paths: list[Path] = []
+    built: list[str] = []
+    skipped: list[str] = []
+    with progress("Checking the binary cache...") as status:
+        def building(text: str) -> None:
+            status(f"Building {text}")
+
+        if "cluster" in uses:
+            bins, built = binaries.ensure(building)
+            paths += bins.all()
+        argocd_bins, argocd_built = argocd_build.ensure(building)
+        paths += argocd_bins.all()
+        built += argocd_built
+        if "cluster" in uses:
+            try:
+                controller_build.source(args.source)
+            except ToolError as error:  # the rest is still worth building; `local cluster up` will say it too
+                skipped.append(f"not built: the ModelMesh controller, which `local cluster up` needs ({error})")
+            else:
+                controller = controller_build.ensure(building, args.source)
+                paths.append(controller.binary)
+                built += [f"controller {controller.commit[:8]}"] if controller.built else []
+        if "luahealth" in uses:
+            paths.append(luahealth.ensure(building))
+        if "reference" in uses:
+            try:
+                reference_build.find_sources(args.source)
+            except ToolError as error:
+                skipped.append(f"not built: the reference pods ({error})")
+            else:
+                ref = reference_build.build(args.source, building)
+                paths += [ref.modelmesh_home, ref.rest_proxy, ref.adapter]
+                built += ref.built
+    for path in paths:
+        print(path)
+    for line in skipped:
+        print(line)
+    done = f"built {', '.join(built)}" if built else "all cached"
+    print(f"{done} in {time.monotonic() - started:.0f} s; cache {binaries.cache_size() / 2**20:.0f} MiB")
+    return EXIT_OK
 
 
 def cmd_build_reference(args: argparse.Namespace) -> int:
@@ -268,6 +296,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # Everything the whole demo needs, before the first step builds or starts anything.
     prereqs.check("`demo`", "cluster" if args.apply else "demo",
                   *(("reference",) if args.engine == "reference" else ()))
+    plan, steady = demo.plan(args.engine or "embedded", not args.apply)
+    print(plan, flush=True)
     started = time.monotonic()
     with progress("Preparing the local cluster...") as status:
         info = demo.prepare(repo_root(), status, args.engine, not args.apply)
@@ -276,6 +306,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"local cluster ready and {installed['profile']} installed by {installed['by']} in {prepared:.0f} s; "
           f"kubeconfig {info['kubeconfig']}; runtime pods backed by the {info.get('engine', 'embedded')} mesh engine")
     code = demo.conform(info, args.report)
+    if steady:
+        demo.record(time.monotonic() - started)
     print(f"demo finished in {time.monotonic() - started:.0f} s (cluster and apply {prepared:.0f} s), "
           f"exit {code}\nreport: {(args.report / 'report.html').resolve()}\n"
           f"the local cluster is still up: `mmgitops local cluster down` stops it (and its Argo CD)")

@@ -7,12 +7,14 @@ k8s.io/kubernetes and points each staging module at its matching v0.x release.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +62,10 @@ class Binaries:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("MMGITOPS_CACHE") or platformdirs.user_cache_dir("mmgitops"))
+    root = Path(os.environ.get("MMGITOPS_CACHE") or platformdirs.user_cache_dir("mmgitops"))
+    if root.exists() and not root.is_dir():
+        raise ToolError(f"cache directory {root}: not a directory (set MMGITOPS_CACHE to one)")
+    return root
 
 
 def versions() -> dict[str, str]:
@@ -93,7 +98,8 @@ def go_env() -> dict[str, str]:
     return {**os.environ, "GOFLAGS": "-mod=mod", "GOSUMDB": "off", "CGO_ENABLED": "0"}
 
 
-BUILD_TIMES = "build-times.json"  # seconds each build last took here, by name without version: the usual duration
+# Seconds each build (and each whole demo: cli/demo.py) last took here, by name without version: the usual duration.
+BUILD_TIMES = "build-times.json"
 
 
 def last_build_s(name: str) -> float | None:
@@ -103,7 +109,7 @@ def last_build_s(name: str) -> float | None:
         return None
 
 
-def _record_build(name: str, seconds: float) -> None:
+def record_build(name: str, seconds: float) -> None:
     path = cache_root() / BUILD_TIMES
     try:
         times = json.loads(path.read_text(encoding="utf-8"))
@@ -114,10 +120,11 @@ def _record_build(name: str, seconds: float) -> None:
 
 
 def run_go(args: list[str], cwd: Path, what: str, progress: Callable[[str], None],
-         extra_env: dict[str, str] | None = None) -> None:
-    """Build with Go, saying what is built, from which module, and how long it took the last time here."""
+           extra_env: dict[str, str] | None = None, name: str = "") -> None:
+    """Build with Go, saying what is built, from which module, and how long it took the last time here. `name`: the
+    build's key in BUILD_TIMES (default: the first word of `what`)."""
     env = {**go_env(), **(extra_env or {})}
-    name = what.split()[0]
+    name = name or what.split()[0]
     last = last_build_s(name)
     usual = f"last time here {last:.0f} s" if last is not None else "first build here: minutes"
     progress(f"{what}: not cached; `go {args[1]}` ({usual})")
@@ -134,7 +141,7 @@ def run_go(args: list[str], cwd: Path, what: str, progress: Callable[[str], None
     if proc.wait() != 0:
         detail = next((t for t in tail if "403" in t or "error" in t.lower()), tail[-1] if tail else "")
         raise ToolError(f"building {what} failed: {detail.strip()}")
-    _record_build(name, time.monotonic() - started)
+    record_build(name, time.monotonic() - started)
 
 
 def write(path: Path, text: str) -> None:
@@ -182,6 +189,21 @@ def build_kwok(version: str, out: Path, progress: Callable[[str], None]) -> None
     publish(tmp, out)
 
 
+@contextmanager
+def building(progress: Callable[[str], None]) -> Iterator[None]:
+    """Held while a process checks the cache and builds what it lacks: two runs sharing the cache (`make test`'s two
+    lanes, or a demo beside a test run) build each binary once, the second finding it cached after the wait."""
+    lock = cache_root() / ".build.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"another mmgitops process is building into {cache_root()}: waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # the lock goes with the file's closing
+
+
 def publish(tmp: Path, out: Path) -> None:
     """Move a finished build into place in one step, so a broken build never looks cached."""
     if out.exists():
@@ -194,15 +216,16 @@ def ensure(progress: Callable[[str], None]) -> tuple[Binaries, list[str]]:
     v = versions()
     want = planned()
     built = []
-    if not all(p.is_file() for p in (want.kube_apiserver, want.kube_controller_manager, want.kube_scheduler)):
-        build_kubernetes(v["kubernetes"], want.kube_apiserver.parent, progress)
-        built.append(f"kubernetes {v['kubernetes']}")
-    if not want.etcd.is_file():
-        build_etcd(v["etcd"], want.etcd.parent, progress)
-        built.append(f"etcd {v['etcd']}")
-    if not (want.kwok.is_file() and want.kwokctl.is_file()):
-        build_kwok(v["kwok"], want.kwok.parent, progress)
-        built.append(f"kwok {v['kwok']}")
+    with building(progress):
+        if not all(p.is_file() for p in (want.kube_apiserver, want.kube_controller_manager, want.kube_scheduler)):
+            build_kubernetes(v["kubernetes"], want.kube_apiserver.parent, progress)
+            built.append(f"kubernetes {v['kubernetes']}")
+        if not want.etcd.is_file():
+            build_etcd(v["etcd"], want.etcd.parent, progress)
+            built.append(f"etcd {v['etcd']}")
+        if not (want.kwok.is_file() and want.kwokctl.is_file()):
+            build_kwok(v["kwok"], want.kwok.parent, progress)
+            built.append(f"kwok {v['kwok']}")
     return want, built
 
 

@@ -155,10 +155,11 @@ def ensure(progress: Callable[[str], None]) -> tuple[Binaries, list[str]]:
     """The binaries, building what is missing; and the names of what was built now."""
     want = planned()
     built = []
-    if not all(p.exists() for p in want.all()[:-1]):
-        build_argocd(want.argocd.parent, progress)
-        built.append(f"argo-cd {module()[1]}")
-    if not want.kustomize.is_file():
-        build_kustomize(want.kustomize.parent, progress)
-        built.append(f"kustomize {kustomize_version()}")
+    with binaries.building(progress):
+        if not all(p.exists() for p in want.all()[:-1]):
+            build_argocd(want.argocd.parent, progress)
+            built.append(f"argo-cd {module()[1]}")
+        if not want.kustomize.is_file():
+            build_kustomize(want.kustomize.parent, progress)
+            built.append(f"kustomize {kustomize_version()}")
     return want, built

@@ -19,6 +19,7 @@ from mmgitops.lab import binaries
 from mmgitops.lab.argocd import build
 
 PACKAGE = "luahealth"
+BUILD_NAME = "argo-cd-luahealth"  # its key in binaries.BUILD_TIMES
 
 SOURCE = """// Command luahealth runs Argo CD resource health Lua scripts on objects, through the same calls as the
 // application controller: gitops-engine's health.GetResourceHealth with util/lua's ResourceHealthOverrides.
@@ -94,7 +95,7 @@ def planned() -> Path:
     return binaries.cache_root() / "bin" / f"argocd-luahealth-{version}" / PACKAGE
 
 
-def _current(binary: Path) -> bool:
+def current(binary: Path) -> bool:
     """Built, and from this SOURCE: the copy of the source published next to the binary says which."""
     source = binary.with_name("main.go")
     return binary.is_file() and source.is_file() and source.read_text(encoding="utf-8") == SOURCE
@@ -104,8 +105,13 @@ def ensure(progress: Callable[[str], None]) -> Path:
     """The command's binary, built in Argo CD's wrapper module when missing (minutes cold, seconds once the Go
     build cache holds Argo CD's packages)."""
     out = planned()
-    if _current(out):
+    if current(out):
         return out
+    with binaries.building(progress):
+        return out if current(out) else _build(out, progress)
+
+
+def _build(out: Path, progress: Callable[[str], None]) -> Path:
     _, version = build.module()
     work = build.wrapper(progress)
     binaries.write(work / PACKAGE / "main.go", SOURCE)
@@ -113,7 +119,7 @@ def ensure(progress: Callable[[str], None]) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     # The same flags as build.build_argocd, so the packages both builds share come from the Go build cache.
     binaries.run_go([binaries.go(), "build", "-trimpath", "-ldflags", "-s -w", "-o", f"{tmp}/{PACKAGE}",
-                     f"./{PACKAGE}"], work, f"argo-cd {version} Lua health", progress)
+                     f"./{PACKAGE}"], work, f"argo-cd {version} Lua health", progress, name=BUILD_NAME)
     binaries.write(tmp / "main.go", SOURCE)
     binaries.publish(tmp, out.parent)
     return out

@@ -29,6 +29,7 @@ from mmgitops.lab.reference.build import Source, _extract, _runner, find_sources
 
 PART = "modelmesh-serving"
 MARKER = "build.json"
+BUILD_NAME = "controller"  # its key in binaries.BUILD_TIMES
 DEFAULTS = "config/default/config-defaults.yaml"
 # What RHOAI installs as the ConfigMap model-serving-config-defaults (config/overlays/odh/default/kustomization.yaml),
 # its $(name) vars filled from the mesh-parameters ConfigMap, i.e. params.env.
@@ -161,6 +162,7 @@ def build(want: Built, progress: Callable[[str], None]) -> float:
     partial.write_text(json.dumps({"commit": want.commit, "go": go_version, "seconds": seconds}, indent=2) + "\n",
                        encoding="utf-8")
     partial.rename(marker)  # last, in one step: only now does the directory count as built
+    binaries.record_build(BUILD_NAME, seconds)
     return seconds
 
 
@@ -169,7 +171,10 @@ def ensure(progress: Callable[[str], None], source_dir: Path | None = None) -> B
     want = planned()
     if finished(want):
         return want
-    src = source(source_dir)
-    progress(f"controller {want.commit[:8]}: unpacking {src.tarball.name}")
-    unpack(src, want)
-    return replace(want, built=True, seconds=build(want, progress))
+    with binaries.building(progress):
+        if finished(want):
+            return want
+        src = source(source_dir)
+        progress(f"controller {want.commit[:8]}: unpacking {src.tarball.name}")
+        unpack(src, want)
+        return replace(want, built=True, seconds=build(want, progress))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mmgitops.errors import ToolError
 from mmgitops.lab import prereqs
-from mmgitops.lab.binaries import cache_root
+from mmgitops.lab.binaries import building, cache_root, record_build
 
 PARTS = ("modelmesh-runtime-adapter", "rest-proxy", "modelmesh")  # longest first: names share prefixes
 OTHERS = ("modelmesh-serving",)  # the other tarballs beside them: the controller's (lab/controller/build.py)
@@ -216,13 +216,15 @@ def build(source_dir: Path | None, progress: Callable[[str], None]) -> Built:
          lambda: build_go(sources["modelmesh-runtime-adapter"], out["modelmesh-runtime-adapter"],
                           ["./model-mesh-mlserver-adapter"], run)),
     ]
-    for part, marker, step in steps:
-        if marker.is_file():
-            continue
-        started = time.monotonic()
-        step()
-        seconds[part] = round(time.monotonic() - started, 1)
-        built.append(f"{part} {sources[part].commit}")
+    with building(progress):
+        for part, marker, step in steps:
+            if marker.is_file():
+                continue
+            started = time.monotonic()
+            step()
+            seconds[part] = round(time.monotonic() - started, 1)
+            record_build(part, seconds[part])
+            built.append(f"{part} {sources[part].commit}")
     work = cache_root() / "reference" / "work"
     if work.is_dir() and not any(work.iterdir()):
         work.rmdir()
