@@ -1,5 +1,6 @@
-"""Shared fixtures: the repository root, and the CLI run in-process with its output captured; and each tier's time at
-the end of every run (CI stops at 90 minutes, and a tier that grows shows there first).
+"""Shared fixtures: the repository root, and the CLI run in-process with its output captured; and for every run, what
+it will do and build and how long that takes (at the start), its two lanes, and each tier's time (at the end: CI stops
+at 90 minutes, and a tier that grows shows there first).
 
 In-process, an exception escaping `main()` propagates into the test: it never prints a Traceback, so a test
 about the process contract (exit code, one line on stderr, no Traceback) runs `mmgitops` as a subprocess
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,24 +70,56 @@ def mmgitops_process() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
-# ---- time per tier ----------------------------------------------------------------------------------------------
+# ---- the run's plan, its two lanes and the time per tier ----------------------------------------------------------
 # A tier is the test's folder under tests/ (static, unit, mesh, reference, integration, package), or `conformance` for
-# the suite's own checks (tools/mmgitops/conformance/checks). Its time is the sum of its tests' setup, call and
-# teardown: the tiers run one after another. The suite's own runs (`mmgitops conform`) never load this file.
+# the suite's own checks (tools/mmgitops/conformance/checks). The suite's own runs (`mmgitops conform`) never load
+# this file.
+TIERS = ("static", "unit", "conformance", "mesh", "reference", "package", "integration")
+# `make test` runs two lanes side by side (pytest-xdist: -n 2 --dist loadgroup): the integration tier's clusters, and
+# the other tiers. Most of each lane's time is waiting (for loads, churn ages, reconciles, Argo CD), so on 2 cores the
+# two take little more than the longer one; the clusters and meshes of a lane stay in its one process.
+LANES = {"integration": "clusters"}
+FULL_RUN = "make test"  # its key in the lab's timings (mmgitops.lab.binaries.BUILD_TIMES): the next run's estimate
+
+
 def tier(nodeid: str) -> str:
     parts = nodeid.split("/")
     return parts[1] if parts[0] == "tests" and len(parts) > 2 else "conformance"
 
 
-class TierTimes:
-    """Registered per run: pytest_runtest_logreport gets no config to keep the times in."""
+class RepoRun:
+    """Registered per run, as a plugin object: a conftest's own hooks would see only the tests under tests/, and the
+    suite's checks under tools/ are a tier too."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.started = time.monotonic()
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        """What the run does first and how long it takes, from this machine's last full run and builds."""
+        from mmgitops.lab import binaries, builds
+
+        lanes = config.getoption("numprocesses", default=None)
+        how = "in two lanes side by side (integration | the others)" if lanes else "one after another"
+        last = binaries.last_build_s(FULL_RUN)
+        usual = f"the last full run here took {last / 60:.0f} min" if last is not None else "no full run here yet"
+        built = builds.summary(builds.pending("cluster", "reference", "luahealth"))
+        return [f"tiers: {', '.join(TIERS)}, {how}; {usual}"] + ([built] if built else [])
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist names each test's group in its node id
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            item.add_marker(pytest.mark.xdist_group(LANES.get(tier(item.nodeid), "others")))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         name = tier(report.nodeid)
         self.seconds[name] = self.seconds.get(name, 0.0) + report.duration
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from mmgitops.lab import binaries
+
+        if exitstatus == 0 and set(self.seconds) == set(TIERS) and not hasattr(session.config, "workerinput"):
+            binaries.record_build(FULL_RUN, time.monotonic() - self.started)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.seconds:
@@ -93,10 +127,9 @@ class TierTimes:
         parts = [f"{name} {seconds / 60:.1f} min" if seconds >= 60 else f"{name} {seconds:.0f} s"
                  for name, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1])]
         terminalreporter.write_sep("-", "time per tier")
-        terminalreporter.write_line(f"{' | '.join(parts)} | total {sum(self.seconds.values()) / 60:.1f} min")
+        terminalreporter.write_line(f"{' | '.join(parts)} | sum {sum(self.seconds.values()) / 60:.1f} min, "
+                                    f"wall {(time.monotonic() - self.started) / 60:.1f} min")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # A plugin object, not this conftest's own hooks: those would see only the tests under tests/, and the suite's
-    # checks under tools/ are a tier too.
-    config.pluginmanager.register(TierTimes(), "mmgitops-tier-times")
+    config.pluginmanager.register(RepoRun(), "mmgitops-repo-run")
