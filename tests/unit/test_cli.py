@@ -6,6 +6,7 @@ raise into the test, never print a Traceback, so the process contract is checked
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,49 @@ def test_conform_cleanup_refuses_a_missing_storage_config(cli, tmp_path):
     run = cli("conform", "cleanup", "--namespace", "team-a", "--storage-config", str(tmp_path / "none.json"))
     assert (run.code, run.err.strip()) == (2, f"mmgitops: error: --storage-config {tmp_path / 'none.json'}: no such "
                                               "file")
+
+
+def _deep(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    return path
+
+
+def _loop(tmp_path: Path) -> Path:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    return tmp_path / "loop"
+
+
+def _fifo(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "fifo")
+    return tmp_path / "fifo"
+
+
+# Found by a sweep of 374 broken inputs over every command (2026-12-07): each was a traceback or a hang.
+SWEEP_CASES = {
+    "deep-kubeconfig": (lambda t: ("apply", "overlays/serving", "--kubeconfig", str(_deep(t, "kc"))), {},
+                        "not a kubeconfig (nested too deeply to read)"),
+    "deep-storage-config": (lambda t: ("conform", "--endpoint", "p=127.0.0.1:1", "--storage-config",
+                                       str(_deep(t, "sc.json"))), {}, "JSON nested too deeply to read"),
+    "deep-results": (lambda t: ("conform", "report", str(_deep(t, "results.json").parent)), {},
+                     "JSON nested too deeply to read"),
+    "plan-symlink-loop": (lambda t: ("plan", str(_loop(t))), {}, "a symlink loop"),
+    "kubeconfig-symlink-loop": (lambda t: ("conform", "--target", "cluster", "--kubeconfig", str(_loop(t)),
+                                           "--storage-config", "components/modelmesh/storage/storage-config.env"
+                                           ".example"), {}, "--kubeconfig"),
+    "kubeconfig-fifo": (lambda t: ("conform", "cleanup", "--kubeconfig", str(_fifo(t))), {}, "not a regular file"),
+    "cache-is-a-file": (lambda t: ("local", "build", "controller"), {"MMGITOPS_CACHE": "pyproject.toml"},
+                        "cache directory pyproject.toml: not a directory"),
+    "source-is-a-file": (lambda t: ("local", "build", "controller", "--source", "pyproject.toml"), {},
+                         "--source pyproject.toml: not a directory"),
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("args", "env", "message"), SWEEP_CASES.values(), ids=SWEEP_CASES.keys())
+def test_inputs_that_once_broke_a_command_are_one_line_and_exit_2(cli, monkeypatch, tmp_path, args, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run = cli(*args(tmp_path))
+    assert run.returned and run.code == 2, run
+    assert len(run.err.strip().splitlines()) == 1 and message in run.err, run.err

@@ -6,6 +6,7 @@ mapping, not UTF-8 or names a server that is not a URL into a TypeError, ValueEr
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
@@ -18,6 +19,9 @@ def api_client(kubeconfig: str | None, context: str | None = None) -> client.Api
     """The client for `kubeconfig` (default: $KUBECONFIG or ~/.kube/config) and `context`; ToolError, naming the
     file, for one it cannot use."""
     where = f"kubeconfig {kubeconfig or '$KUBECONFIG or ~/.kube/config'}"
+    if kubeconfig and Path(kubeconfig).exists() and not Path(kubeconfig).is_file():
+        # A named pipe would block the read for good, a directory fails in a way that names neither.
+        raise ToolError(f"{where}: not a regular file")
     try:
         api = config.new_client_from_config(config_file=kubeconfig, context=context)
     except yaml.YAMLError as error:
@@ -29,6 +33,8 @@ def api_client(kubeconfig: str | None, context: str | None = None) -> client.Api
         raise ToolError(f"{where}: not a text file (not UTF-8)") from None
     except (TypeError, AttributeError):
         raise ToolError(f"{where}: not a kubeconfig (expected a mapping with clusters, contexts and users)") from None
+    except RecursionError:
+        raise ToolError(f"{where}: not a kubeconfig (nested too deeply to read)") from None
     except (config.ConfigException, OSError, ValueError) as error:
         why = str(error).splitlines()[0] if str(error) else type(error).__name__
         hint = "" if kubeconfig else ": pass --kubeconfig FILE or set KUBECONFIG"

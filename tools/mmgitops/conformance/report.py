@@ -49,6 +49,9 @@ def load(directory: Path) -> dict[str, Any]:
         run = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ToolError(f"{path}: not JSON ({exc})") from None
+    except RecursionError:
+        raise ToolError(f"{path}: JSON nested too deeply to read (not the results.json `mmgitops conform` "
+                        "writes)") from None
     error = next(iter(sorted(Draft202012Validator(RESULTS_SCHEMA).iter_errors(run), key=lambda e: e.path)), None)
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path) or "(document)"

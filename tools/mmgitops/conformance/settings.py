@@ -190,7 +190,7 @@ def from_values(values: dict[str, object]) -> Settings:
     for port in ("rest_port", "metrics_port", "probe_port"):
         _at_least(given, port, 1)
     if "storage_config" in given:
-        path = Path(str(given["storage_config"])).expanduser().resolve()
+        path = _resolved("--storage-config", given["storage_config"])
         if not path.is_file():
             raise pytest.UsageError(f"--storage-config {given['storage_config']}: no such file")
         given["storage_config"] = path
@@ -198,8 +198,15 @@ def from_values(values: dict[str, object]) -> Settings:
         raise pytest.UsageError(f"--namespace {given['namespace']}: not a namespace name (lower-case letters, digits "
                                 "and '-', at most 63)")
     if "kubeconfig" in given:
-        given["kubeconfig"] = str(Path(str(given["kubeconfig"])).expanduser().resolve())
+        given["kubeconfig"] = str(_resolved("--kubeconfig", given["kubeconfig"]))
     return Settings(**given)  # type: ignore[arg-type]
+
+
+def _resolved(option: str, value: object) -> Path:
+    try:
+        return Path(str(value)).expanduser().resolve()
+    except (RuntimeError, OSError):  # pathlib raises RuntimeError for a symlink loop
+        raise pytest.UsageError(f"{option} {value}: a symlink loop, or a path that cannot be resolved") from None
 
 
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

@@ -98,6 +98,8 @@ def _read_json(where: Path | str, text: str, key: str | None = None) -> Any:
         # exc.msg and the position only: the text may hold a secret.
         at = f"storage {key!r}: " if key else ""
         raise ToolError(f"{where}: {at}not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise ToolError(f"{where}: {f'storage {key!r}: ' if key else ''}JSON nested too deeply to read") from None
 
 
 def _kind(value: Any) -> str:

@@ -38,7 +38,11 @@ def load(name: str) -> tuple[ModuleType, ModuleType]:
     out = _out_dir()
     module = name.replace("-", "_")
     if not (out / f"{module}_pb2_grpc.py").is_file():
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ToolError(f"cache directory {out}: cannot be made ({error.strerror or error}): the gRPC stubs are "
+                            "generated there") from None
         include = Path(grpc_tools.__file__).parent / "_proto"
         code = protoc.main(["protoc", f"-I{proto_dir}", f"-I{include}", f"--python_out={out}",
                             f"--grpc_python_out={out}", str(proto_dir / f"{name}.proto")])

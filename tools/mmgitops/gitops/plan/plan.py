@@ -50,7 +50,11 @@ def before(a: Step, b: Step) -> bool:
 
 def build(path: Path, repo_root: Path, kustomize: list[str]) -> Plan:
     plan = Plan(render.display(path))
-    _expand(plan, path.resolve(), repo_root.resolve(), kustomize, "", (), 0, set())
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):  # pathlib raises RuntimeError for a symlink loop
+        raise ToolError(f"{render.display(path)}: a symlink loop, or a path that cannot be resolved") from None
+    _expand(plan, resolved, repo_root.resolve(), kustomize, "", (), 0, set())
     plan.violations = sorted(set(_violations(plan.steps)))
     return plan
 

@@ -141,10 +141,13 @@ def load_crd_files(files: list[tuple[Path, str]], object_meta_ref: dict[str, str
                     kinds.extend(kinds_from_crd(doc, label, object_meta_ref))
                 except (KeyError, TypeError, AttributeError) as exc:
                     raise ToolError(f"{path}: not a CRD this tool can read ({type(exc).__name__}: {exc})") from exc
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_text(json.dumps([asdict(k) for k in kinds]), encoding="utf-8")
-    tmp.replace(cached)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(k) for k in kinds]), encoding="utf-8")
+        tmp.replace(cached)
+    except OSError:
+        pass  # a cache directory that cannot be written costs the next run this conversion, nothing else
     return kinds
 
 
