@@ -186,7 +186,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         return cmd_build_reference(args)
     if what == "controller":
         return cmd_build_controller(args)
-    uses = {"argocd": (), "cluster": ("cluster",), "all": ("cluster", "luahealth", "reference")}[what]
+    uses = {"argocd": ("argocd",), "cluster": ("cluster",), "all": ("cluster", "luahealth", "reference")}[what]
     planned = builds.summary(builds.pending(*uses))
     if planned:
         print(f"local build {what}: {planned}", flush=True)
@@ -306,7 +306,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"local cluster ready and {installed['profile']} installed by {installed['by']} in {prepared:.0f} s; "
           f"kubeconfig {info['kubeconfig']}; runtime pods backed by the {info.get('engine', 'embedded')} mesh engine")
     code = demo.conform(info, args.report)
-    if steady:
+    if steady and code == 0:
         demo.record(time.monotonic() - started)
     print(f"demo finished in {time.monotonic() - started:.0f} s (cluster and apply {prepared:.0f} s), "
           f"exit {code}\nreport: {(args.report / 'report.html').resolve()}\n"

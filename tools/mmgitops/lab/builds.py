@@ -31,18 +31,23 @@ class Pending:
         return f"{self.name} ({minutes} {'last time here' if self.here else 'typically'})"
 
 
-def _cluster() -> dict[str, Callable[[], bool]]:
+def _argocd() -> dict[str, Callable[[], bool]]:
     from mmgitops.lab.argocd import build as argocd
+
+    cd = argocd.planned()
+    return {"argo-cd": lambda: all(p.exists() for p in cd.all()[:-1]), "kustomize": cd.kustomize.is_file}
+
+
+def _cluster() -> dict[str, Callable[[], bool]]:
     from mmgitops.lab.controller import build as controller
 
-    kube, cd = binaries.planned(), argocd.planned()
+    kube = binaries.planned()
     return {
         "kubernetes": lambda: all(p.is_file() for p in (kube.kube_apiserver, kube.kube_controller_manager,
                                                          kube.kube_scheduler)),
         "etcd": kube.etcd.is_file,
         "kwok": lambda: kube.kwok.is_file() and kube.kwokctl.is_file(),
-        "argo-cd": lambda: all(p.exists() for p in cd.all()[:-1]),
-        "kustomize": cd.kustomize.is_file,
+        **_argocd(),
         "controller": lambda: controller.finished(controller.planned()),
     }
 
@@ -66,8 +71,9 @@ def _luahealth() -> dict[str, Callable[[], bool]]:
 
 
 def pending(*uses: str) -> list[Pending]:
-    """The builds that `uses` (cluster, reference, luahealth) need and the cache lacks, in the order they run."""
-    kinds = {"cluster": _cluster, "reference": _reference, "luahealth": _luahealth}
+    """The builds that `uses` (cluster, argocd, reference, luahealth) need and the cache lacks, in the order they
+    run."""
+    kinds = {"cluster": _cluster, "argocd": _argocd, "reference": _reference, "luahealth": _luahealth}
     out = []
     for use in uses:
         for name, cached in kinds[use]().items():
