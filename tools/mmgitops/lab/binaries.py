@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,6 +120,26 @@ def record_build(name: str, seconds: float) -> None:
     write(path, json.dumps(times, indent=1))
 
 
+@contextmanager
+def ticking(progress: Callable[[str], None], what: str) -> Iterator[None]:
+    """`what: N s` every second: `go build` prints nothing while it compiles, for minutes, and a log off a terminal
+    shows only the lines progress is given."""
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(1):
+            progress(f"{what}: {time.monotonic() - started:.0f} s")
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def run_go(args: list[str], cwd: Path, what: str, progress: Callable[[str], None],
            extra_env: dict[str, str] | None = None, name: str = "") -> None:
     """Build with Go, saying what is built, from which module, and how long it took the last time here. `name`: the
@@ -133,11 +154,11 @@ def run_go(args: list[str], cwd: Path, what: str, progress: Callable[[str], None
     tail: list[str] = []
     downloads = 0
     assert proc.stdout is not None
-    for line in proc.stdout:
-        tail = [*tail[-20:], line.rstrip()]
-        if line.startswith("go: downloading"):
-            downloads += 1
-        progress(f"{what}: {downloads} modules fetched, {time.monotonic() - started:.0f} s ({usual})")
+    with ticking(lambda text: progress(f"{text} ({downloads} modules fetched; {usual})"), what):
+        for line in proc.stdout:
+            tail = [*tail[-20:], line.rstrip()]
+            if line.startswith("go: downloading"):
+                downloads += 1
     if proc.wait() != 0:
         detail = next((t for t in tail if "403" in t or "error" in t.lower()), tail[-1] if tail else "")
         raise ToolError(f"building {what} failed: {detail.strip()}")

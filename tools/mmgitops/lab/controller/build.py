@@ -15,10 +15,8 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -111,25 +109,6 @@ def finished(want: Built) -> bool:
         return False
 
 
-@contextmanager
-def _ticking(progress: Callable[[str], None], what: str) -> Iterator[None]:
-    """`what: N s` every second: a warm-cache `go build` prints nothing for minutes, and the runner reports lines."""
-    started = time.monotonic()
-    stop = threading.Event()
-
-    def tick() -> None:
-        while not stop.wait(1):
-            progress(f"{what}: {time.monotonic() - started:.0f} s")
-
-    thread = threading.Thread(target=tick, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 def unpack(src: Source, want: Built) -> None:
     """The tarball as `want.tree`, in the build's final directory (emptied first)."""
     root = want.binary.parent
@@ -151,7 +130,7 @@ def build(want: Built, progress: Callable[[str], None]) -> float:
                                                 (tree / ODH_PARAMS).read_text(encoding="utf-8")), encoding="utf-8")
     what = f"controller {want.commit[:8]}"
     started = time.monotonic()
-    with _ticking(progress, what):
+    with binaries.ticking(progress, what):
         # No -trimpath: runtime.Caller must give the tree's real path. CGO_ENABLED=0 as the image's Dockerfile builds
         # it (a static binary, Go's own DNS resolver); -buildvcs=false because the tree is no git checkout.
         _runner(progress)([binaries.go(), "build", "-o", str(want.binary), "."], tree, what,
