@@ -37,7 +37,7 @@ test: prereqs-test setup
 	$(BIN)/lint-imports
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/mmgitops local build all; \
 	 else echo "not root: the cluster and reference tiers will be skipped, so nothing is built"; fi
-	$(BIN)/pytest -n 2 --dist loadgroup --durations=25
+	$(BIN)/pytest -n 2 --durations=25
 
 validate: setup
 	$(BIN)/mmgitops validate

@@ -75,9 +75,10 @@ def mmgitops_process() -> Callable[..., subprocess.CompletedProcess[str]]:
 # the suite's own checks (tools/mmgitops/conformance/checks). The suite's own runs (`mmgitops conform`) never load
 # this file.
 TIERS = ("static", "unit", "conformance", "mesh", "reference", "package", "integration")
-# `make test` runs two lanes side by side (pytest-xdist: -n 2 --dist loadgroup): the integration tier's clusters, and
-# the other tiers. Most of each lane's time is waiting (for loads, churn ages, reconciles, Argo CD), so on 2 cores the
-# two take little more than the longer one; the clusters and meshes of a lane stay in its one process.
+# `make test` runs two lanes side by side (pytest-xdist, `-n 2`): the integration tier's clusters, and the other tiers.
+# Most of each lane's time is waiting (for loads, churn ages, reconciles, Argo CD), so on 2 cores the two take little
+# more than the longer one. A lane runs whole in one worker process, so that its session fixtures (the shared cluster,
+# the suite's mesh) start once: RepoRun hands xdist a scheduler whose scope is the lane.
 LANES = {"integration": "clusters"}
 FULL_RUN = "make test"  # its key in the lab's timings (mmgitops.lab.binaries.BUILD_TIMES): the next run's estimate
 
@@ -106,10 +107,16 @@ class RepoRun:
         built = builds.summary(builds.pending("cluster", "reference", "luahealth"))
         return [f"tiers: {', '.join(TIERS)}, {how}; {usual}"] + ([built] if built else [])
 
-    @pytest.hookimpl(tryfirst=True)  # before xdist names each test's group in its node id
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
-            item.add_marker(pytest.mark.xdist_group(LANES.get(tier(item.nodeid), "others")))
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)  # a hook of pytest-xdist, when it runs the session
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        # Not --dist loadgroup: it marks a test's group in its node id, which pytest 9 no longer lets a plugin change.
+        from xdist.scheduler import LoadScopeScheduling
+
+        class ByLane(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return LANES.get(tier(nodeid), "others")
+
+        return ByLane(config, log)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         name = tier(report.nodeid)
