@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from mmgitops.errors import ToolError
 from mmgitops.lab import binaries
 
-# Seconds each build took on a 2-core machine with empty Go, Maven and mmgitops caches (2026-12-07, `.ci/run` cold).
+# Seconds each build took on a 2-core machine with empty Go, Maven and mmgitops caches, one after another as `local
+# build all` runs them (2026-12-07, 687 s in all; later builds reuse the Go modules earlier ones fetched).
 TYPICAL_S = {
-    "kubernetes": 280, "etcd": 28, "kwok": 101, "argo-cd": 200, "kustomize": 14, "controller": 146,
-    "argo-cd-luahealth": 10, "modelmesh": 30, "rest-proxy": 77, "modelmesh-runtime-adapter": 94,
+    "kubernetes": 225, "etcd": 21, "kwok": 100, "argo-cd": 153, "kustomize": 11, "controller": 109,
+    "argo-cd-luahealth": 7, "modelmesh": 15, "rest-proxy": 13, "modelmesh-runtime-adapter": 31,
 }
 
 
