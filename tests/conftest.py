@@ -75,11 +75,12 @@ def mmgitops_process() -> Callable[..., subprocess.CompletedProcess[str]]:
 # the suite's own checks (tools/mmgitops/conformance/checks). The suite's own runs (`mmgitops conform`) never load
 # this file.
 TIERS = ("static", "unit", "conformance", "mesh", "reference", "package", "integration")
-# `make test` runs two lanes side by side (pytest-xdist, `-n 2`): the integration tier's clusters, and the other tiers.
-# Most of each lane's time is waiting (for loads, churn ages, reconciles, Argo CD), so on 2 cores the two take little
-# more than the longer one. A lane runs whole in one worker process, so that its session fixtures (the shared cluster,
-# the suite's mesh) start once: RepoRun hands xdist a scheduler whose scope is the lane.
-LANES = {"integration": "clusters"}
+# `make test` runs two lanes side by side (pytest-xdist, `-n 2`): the integration tier's clusters and the reference
+# pods (about 26 min warm), and the other tiers (about 25). Most of each lane's time is waiting (for loads, churn ages,
+# reconciles, Argo CD), so on 2 cores the two take little more than the longer one. A lane runs whole in one worker
+# process, so that its session fixtures (the shared cluster, the suite's mesh) start once: RepoRun hands xdist a
+# scheduler whose scope is the lane.
+LANES = {"integration": "heavy", "reference": "heavy"}
 FULL_RUN = "make test"  # its key in the lab's timings (mmgitops.lab.binaries.BUILD_TIMES): the next run's estimate
 
 
@@ -101,7 +102,7 @@ class RepoRun:
         from mmgitops.lab import binaries, builds
 
         lanes = config.getoption("numprocesses", default=None)
-        how = "in two lanes side by side (integration | the others)" if lanes else "one after another"
+        how = "in two lanes side by side (integration and reference | the others)" if lanes else "one after another"
         last = binaries.last_build_s(FULL_RUN)
         usual = f"the last full run here took {last / 60:.0f} min" if last is not None else "no full run here yet"
         built = builds.summary(builds.pending("cluster", "reference", "luahealth"))
