@@ -75,11 +75,10 @@ def mmgitops_process() -> Callable[..., subprocess.CompletedProcess[str]]:
 # the suite's own checks (tools/mmgitops/conformance/checks). The suite's own runs (`mmgitops conform`) never load
 # this file.
 TIERS = ("static", "unit", "conformance", "mesh", "reference", "package", "integration")
-# `make test LANES=2` (pytest-xdist, `-n 2`) runs two lanes side by side: the integration tier's clusters and the
-# reference pods, and the other tiers; 27 min wall here instead of 38, since most of each lane's time is waiting (for
-# loads, churn ages, reconciles, Argo CD). A lane runs whole in one worker process, so that its session fixtures (the
-# shared cluster, the suite's mesh) start once: RepoRun hands xdist a scheduler whose scope is the lane. Not the
-# default yet: under that contention two timing checks have failed once (Makefile).
+# `make test` (pytest-xdist, `-n 2`; LANES=1 for one) runs two lanes side by side: the integration tier's clusters and
+# the reference pods, and the other tiers; 27 min wall here instead of 38, since most of each lane's time is waiting
+# (for loads, churn ages, reconciles, Argo CD). A lane runs whole in one worker process, so that its session fixtures
+# (the shared cluster, the suite's mesh) start once: RepoRun hands xdist a scheduler whose scope is the lane.
 LANES = {"integration": "heavy", "reference": "heavy"}
 FULL_RUN = "make test"  # its key in the lab's timings (mmgitops.lab.binaries.BUILD_TIMES): the next run's estimate
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -98,9 +99,10 @@ def demo(cluster: dict, cluster_env: dict[str, str], tmp_path_factory: pytest.Te
     """`mmgitops demo` on the shared cluster, once: the profile installed, then the whole suite as the profile's
     least-privileged runner, in its namespace."""
     report = tmp_path_factory.mktemp("demo-report")
+    started_ms = int(time.time() * 1000)
     run = mmgitops("demo", "--report", str(report), env=cluster_env, timeout=1500)
     return {"run": run, "results": json.loads((report / "results.json").read_text())
-            if (report / "results.json").is_file() else {}, "report": report}
+            if (report / "results.json").is_file() else {}, "report": report, "started_ms": started_ms}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -109,3 +111,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ordered = sorted((items[i] for i in ours), key=lambda item: item.name.startswith("test_down_"))
     for index, item in zip(ours, ordered, strict=True):
         items[index] = item
+
+
+def predicted(tmp_path: Path, env: dict[str, str], *bodies: dict) -> dict[str, set[str]]:
+    """The ModelMesh rules `validate` gives each InferenceService in BODIES, read beside the conformance profile
+    (its runtimes and storage-config), which is what they are deployed beside on the local cluster."""
+    import yaml
+
+    (tmp_path / "isvcs.yaml").write_text(yaml.safe_dump_all(bodies), encoding="utf-8")
+    run = mmgitops("validate", "overlays/conformance", str(tmp_path / "isvcs.yaml"), env=env, timeout=300)
+    rules: dict[str, set[str]] = {b["metadata"]["name"]: set() for b in bodies}
+    for line in run.stdout.splitlines():
+        for name in rules:
+            if f": InferenceService/{name}: " in line and "[mm-" in line:
+                rules[name].add(line.rsplit("[", 1)[1].rstrip("]"))
+    return rules

@@ -13,24 +13,29 @@ F = "tests/unit/fixtures"  # as findings name it: the tests run the CLI from the
 ON_DISK = sorted(p.name for p in (ROOT / F).iterdir())
 assert ON_DISK, f"no broken fixtures in {ROOT / F}"
 
-# fixture, file the line names (None: the fixture itself), object, field, rule; one line each in the TSV.
-CASES = [tuple(None if cell == "-" else cell for cell in line.split("\t"))
+# fixture, file the line names (None: the fixture itself), object, field, rule, severity; one line each in the TSV,
+# where a sixth cell `warning` marks a warning (exit 0) and none a finding (exit 1).
+CASES = [tuple(None if cell == "-" else cell for cell in [*line.split("\t"), "error"][:6])
          for line in (ROOT / "tests" / "unit" / "broken-fixtures.tsv").read_text(encoding="utf-8").splitlines()
          if line and not line.startswith("#")]
 
 
+def where(fixture: str, file: str | None, obj: str, field: str, severity: str) -> str:
+    expected_file = f"{F}/{fixture}/{file}" if file else f"{F}/{fixture}"
+    return f"{expected_file}: {obj}: {field}: " + ("warning: " if severity == "warning" else "")
+
+
 @pytest.mark.unit
-@pytest.mark.parametrize(("fixture", "file", "obj", "field", "rule"), CASES, ids=[c[0] for c in CASES])
-def test_broken_fixture_yields_one_line_naming_file_object_and_field(cli, fixture, file, obj, field, rule):
+@pytest.mark.parametrize(("fixture", "file", "obj", "field", "rule", "severity"), CASES, ids=[c[0] for c in CASES])
+def test_broken_fixture_yields_one_line_naming_file_object_and_field(cli, fixture, file, obj, field, rule, severity):
     run = cli("validate", f"{F}/{fixture}")
     assert run.returned, "main() raised SystemExit instead of returning its exit code"
-    assert (run.code, run.err) == (1, ""), run.out + run.err
+    assert (run.code, run.err) == ((0 if severity == "warning" else 1), ""), run.out + run.err
     findings, summary = run.lines[:-1], run.lines[-1]
     assert len(findings) == 1, "\n".join(findings)
-    expected_file = f"{F}/{fixture}/{file}" if file else f"{F}/{fixture}"
-    assert findings[0].startswith(f"{expected_file}: {obj}: {field}: "), findings[0]
+    assert findings[0].startswith(where(fixture, file, obj, field, severity)), findings[0]
     assert findings[0].endswith(f"[{rule}]")
-    assert "1 finding(s)" in summary
+    assert summary.endswith("0 finding(s), 1 warning(s)" if severity == "warning" else "; 1 finding(s)"), summary
 
 
 @pytest.mark.unit
@@ -47,10 +52,10 @@ def test_every_fixture_in_one_process_is_findings_not_a_traceback(mmgitops_proce
     assert "Traceback" not in proc.stdout
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     findings, summary = lines[:-1], lines[-1]
-    assert summary.endswith(f"; {len(findings)} finding(s)"), summary
-    for fixture, file, obj, field, rule in CASES:
-        expected_file = f"{F}/{fixture}/{file}" if file else f"{F}/{fixture}"
-        assert any(line.startswith(f"{expected_file}: {obj}: {field}: ") and line.endswith(f"[{rule}]")
+    warnings = sum(": warning: " in line for line in findings)
+    assert summary.endswith(f"; {len(findings) - warnings} finding(s), {warnings} warning(s)"), summary
+    for fixture, file, obj, field, rule, severity in CASES:
+        assert any(line.startswith(where(fixture, file, obj, field, severity)) and line.endswith(f"[{rule}]")
                    for line in findings), f"{fixture}: no [{rule}] finding\n{proc.stdout}"
 
 

@@ -28,6 +28,28 @@ def test_plan_reports_the_ordering_violation(cli, fixture, obj, needs):
     assert len(violations) == 1, "\n".join(violations)
     assert f": {obj}: (order): {needs}" in violations[0]
 
+# What keeps a plan from being rendered or ordered at all: a finding naming file, object and field, never "valid".
+UNPLANNABLE = [
+    ("app-cycle", "app.yaml: Application/loop: spec.source.path: ", "(a cycle)", "plan"),
+    ("app-leaves-repo", "app.yaml: Application/outside: spec.source.path: ", "leaves the repository", "plan"),
+    ("wave-not-integer", "namespace.yaml: Namespace/models: metadata.annotations.argocd.argoproj.io/sync-wave: ",
+     "'first' is not an integer", "plan"),
+    ("invalid-yaml", "namespace.yaml: (document): line 3: ", "invalid YAML", "yaml"),
+    ("includes-itself", "kustomization.yaml: Kustomization/includes-itself: (object): ", "cycle detected", "kustomize"),
+    ("resource-outside", "kustomization.yaml: Kustomization/resource-outside: (object): ", "is not in or below",
+     "kustomize"),
+]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("fixture", "where", "what", "rule"), UNPLANNABLE, ids=[c[0] for c in UNPLANNABLE])
+def test_plan_reports_what_it_cannot_render_or_order(cli, fixture, where, what, rule):
+    run = cli("plan", f"{P}/{fixture}")
+    assert run.returned and run.code == 1, run.out + run.err
+    assert run.lines[-1] == "1 finding(s): the order is not valid", run.out
+    finding = run.lines[-2]
+    assert finding.startswith(f"{P}/{fixture}/{where}") and what in finding and finding.endswith(f"[{rule}]"), finding
+
 
 @pytest.mark.unit
 def test_plan_lists_objects_by_phase_wave_kind_and_name(cli):
@@ -40,4 +62,4 @@ def test_plan_lists_objects_by_phase_wave_kind_and_name(cli):
 
 @pytest.mark.unit
 def test_every_plan_fixture_on_disk_has_a_case():
-    assert sorted(c[0] for c in CASES) == ON_DISK
+    assert sorted(c[0] for c in CASES + UNPLANNABLE) == ON_DISK

@@ -7,16 +7,20 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True, order=True)
 class Finding:
-    """One problem, printed as one line: FILE: KIND/NAME: FIELD: message [rule]."""
+    """One problem, printed as one line: FILE: KIND/NAME: FIELD: message [rule]. A warning (what may be right on
+    a cluster the repository cannot see, or works but not as the author thinks) is printed as such and does not
+    change the exit status."""
 
     file: str
     obj: str
     field: str
     message: str
     rule: str
+    severity: str = "error"  # or "warning"
 
     def line(self) -> str:
-        return f"{self.file}: {self.obj}: {self.field or '(object)'}: {self.message} [{self.rule}]"
+        warning = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}: {self.obj}: {self.field or '(object)'}: {warning}{self.message} [{self.rule}]"
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)

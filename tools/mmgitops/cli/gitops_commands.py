@@ -29,7 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("path", type=Path, metavar="PATH", help="e.g. argocd/bootstrap/serving-gpu or overlays/serving")
     pl.add_argument("--format", choices=("text", "json"), default="text")
 
-    rules = sub.add_parser("rules", help="list the policy rules and why each exists")
+    rules = sub.add_parser("rules", help="list the rules, or explain one: what it checks, its source, the "
+                           "symptom on a cluster, the fix")
+    rules.add_argument("rule", nargs="?", metavar="RULE", help="a rule's name, e.g. mm-isvc-runtime-match")
     rules.add_argument("--format", choices=("text", "json"), default="text")
 
     ap = sub.add_parser("apply", help="server-side apply a profile in Argo CD's order, waiting between waves",
@@ -62,8 +64,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{c['objects_checked']} objects checked from {c['kustomizations']} kustomizations and "
               f"{c['files']} files ({c['checked_against']['builtin_schema']} built-in, "
               f"{c['checked_against']['crd_schema']} against CRDs, {c['without_schema']} without schema); "
-              f"{len(result.findings)} finding(s)")
-    return EXIT_FINDINGS if result.findings else EXIT_OK
+              f"{c['findings']} finding(s)" + (f", {c['warnings']} warning(s)" if c["warnings"] else ""))
+    return EXIT_FINDINGS if result.errors() else EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -77,15 +79,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
+    import difflib
     import json
 
-    from mmgitops.gitops.checks.policy import RULES
+    from mmgitops.gitops.validate import all_rules
 
+    known = all_rules()
+    if args.rule:
+        chosen = [r for r in known if r.name == args.rule]
+        if not chosen:
+            near = difflib.get_close_matches(args.rule, [r.name for r in known], n=3)
+            raise ToolError(f"no rule {args.rule!r}" + (f"; did you mean {', '.join(near)}?" if near else
+                                                         "; `mmgitops rules` lists them"))
+        known = chosen
+    fields = ("name", "scope", "reason", "source", "symptom", "fix")
     if args.format == "json":
-        print(json.dumps([{"name": r.name, "reason": r.reason, "scope": r.scope} for r in RULES], indent=2))
+        print(json.dumps([{f: getattr(r, f) for f in fields} for r in known], indent=2))
+    elif args.rule:
+        for f in fields:
+            value = getattr(known[0], f)
+            if value:
+                print(f"{f + ':':<9}{value}")
     else:
-        for r in RULES:
-            print(f"{r.name:<28} {r.reason}")
+        for r in known:
+            print(f"{r.name:<30} {r.reason}")
     return EXIT_OK
 
 

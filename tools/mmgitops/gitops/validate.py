@@ -10,7 +10,9 @@ from typing import Any
 
 from mmgitops.errors import Finding
 from mmgitops.gitops import render
-from mmgitops.gitops.checks import cel, health, policy, schema
+from mmgitops.gitops.checks import cel, health, policy, rules, schema  # noqa: F401 (policy: registering)
+from mmgitops.gitops.checks.modelmesh import capacity, isvc, runtime, storage, wiring  # noqa: F401 (registering)
+from mmgitops.gitops.checks.modelmesh.context import MeshContext
 from mmgitops.gitops.schemas.catalog import Catalog
 
 
@@ -19,9 +21,16 @@ class Result:
     findings: list[Finding] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
 
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity != "warning"]
+
     def to_json(self) -> str:
-        return json.dumps({"ok": not self.findings, "counts": self.counts,
+        return json.dumps({"ok": not self.errors(), "counts": self.counts,
                            "findings": [f.to_dict() for f in self.findings]}, indent=2)
+
+
+def all_rules() -> list[rules.Rule]:
+    return list(rules.RULES)
 
 
 def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Result:
@@ -29,7 +38,8 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Resul
     targets = render.discover(paths)
     renders = render.render_all(targets, kustomize)
     namespaces = {o.name: o.labels for r in renders for o in r.objects if o.kind == "Namespace" and o.group == ""}
-    ctx = policy.Context(catalog, namespaces)
+    mesh = MeshContext.from_objects(o for r in renders for o in r.objects)
+    ctx = rules.Context(catalog, namespaces, mesh)
     sources: dict[str, int] = {}
     cel_counts: dict[str, int] = {}
     health_counts: dict[str, int] = {}
@@ -38,7 +48,7 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Resul
     objects = unchecked = 0
     for rendered in renders:
         findings.update(rendered.findings)
-        findings.update(policy.run_render_rules(rendered, ctx))
+        findings.update(rules.run_render_rules(rendered, ctx))
         for obj in rendered.objects:
             objects += 1
             # A base rendered on its own and again through each overlay is checked once per content.
@@ -55,10 +65,10 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Resul
                 findings.update(cel.check_rules(obj, schema.defaulted(obj, catalog), crd.rules, cel_counts))
             if obj.kind == "CustomResourceDefinition" and obj.group == "apiextensions.k8s.io":
                 findings.update(cel.check_compiles(obj))
-            findings.update(policy.run_object_rules(obj, ctx))
+            findings.update(rules.run_object_rules(obj, ctx))
             if obj.kind == "ArgoCD" and obj.group == "argoproj.io":
                 findings.update(health.check_instance(obj, health_counts))
-    findings.update(policy.run_tree_rules(targets, ctx))
+    findings.update(rules.run_tree_rules(targets, ctx))
     result = Result(one_per_field(findings))
     result.counts = {
         "kustomizations": sum(t.kind == "Kustomization" for t in targets),
@@ -70,9 +80,10 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Resul
         "without_schema": unchecked,
         "cel_rules": cel_counts,
         "health_check_cases": health_counts.get("health_cases", 0),
-        "policy_rules": len(policy.RULES),
+        "policy_rules": len(rules.RULES),
         "crd_sources": catalog.sources(),
-        "findings": len(result.findings),
+        "findings": len(result.errors()),
+        "warnings": len(result.findings) - len(result.errors()),
         "seconds": round(time.perf_counter() - started, 3),
     }
     return result
@@ -81,7 +92,8 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Resul
 def one_per_field(findings: set[Finding]) -> list[Finding]:
     """One problem, one line: where a policy rule explains a field the schema also rejects, keep the rule;
     where several schema keywords reject one value (a pattern and an enum), keep the enum, which says most."""
-    explained = {(f.file, f.obj, f.field) for f in findings if f.rule != "schema"}
+    # A warning explains nothing: the schema's error stays beside it.
+    explained = {(f.file, f.obj, f.field) for f in findings if f.rule != "schema" and f.severity != "warning"}
     schema: dict[tuple[str, str, str], Finding] = {}
     for f in sorted((f for f in findings if f.rule == "schema"), key=lambda f: ("is not one of" not in f.message, f)):
         key = (f.file, f.obj, f.field)

@@ -121,7 +121,8 @@ def serving_runtime(template: dict[str, Any], name: str, namespace: str, run_id:
     # room for ten 1 MB models before it starts (ModelMesh.setupMemory) and would count every pod full with
     # room for a hundred samples left; builtInAdapter.env reaches the adapter container (modelmesh-serving
     # controllers/modelmesh/runtime.go).
-    env = [e for e in adapter.get("env") or [] if e.get("name") != DEFAULT_MODELSIZE]
+    # The cache is sized from the memory request, so a capacity override (the GPU runtime's) goes too.
+    env = [e for e in adapter.get("env") or [] if e.get("name") not in (DEFAULT_MODELSIZE, "CONTAINER_MEM_REQ_BYTES")]
     adapter["env"] = [*env, {"name": DEFAULT_MODELSIZE, "value": str(UNIT_BYTES)}]
     spec["replicas"] = replicas
     if gpu:

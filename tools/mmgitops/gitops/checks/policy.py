@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -14,44 +13,16 @@ from typing import Any
 import yaml
 
 from mmgitops.errors import Finding
+from mmgitops.gitops.checks.rules import Context, finding, rule
 from mmgitops.gitops.checks.schema import field_path
 from mmgitops.gitops.objects import SYNC_OPTIONS_ANNOTATION, WAVE_ANNOTATION, K8sObject, dig
 from mmgitops.gitops.render import Rendered, Target, display, kustomization_file
-from mmgitops.gitops.schemas.catalog import Catalog
-
-
-@dataclass
-class Context:
-    catalog: Catalog
-    namespaces: dict[str, dict[str, str]]  # every Namespace rendered anywhere, with its labels
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    reason: str
-    scope: str  # "object", "render" or "tree"
-    check: Callable[..., Iterator[Finding]]
-
-
-RULES: list[Rule] = []
-
-
-def rule(name: str, reason: str, scope: str = "object") -> Callable:
-    def register(func: Callable[..., Iterator[Finding]]) -> Callable[..., Iterator[Finding]]:
-        RULES.append(Rule(name, reason, scope, func))
-        return func
-    return register
 
 
 @cache
 def dependencies() -> dict[str, Any]:
     text = resources.files("mmgitops").joinpath("data/dependencies.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
-
-
-def finding(obj: K8sObject, field: str, message: str, name: str) -> Finding:
-    return Finding(obj.file, obj.ref, field, message, name)
 
 
 # --- objects -----------------------------------------------------------------------------
@@ -251,15 +222,3 @@ def _git_ignored(path: Path) -> bool:
     result = subprocess.run(["git", "-C", str(path.parent), "check-ignore", "-q", path.name],
                             capture_output=True)
     return result.returncode == 0
-
-
-def run_object_rules(obj: K8sObject, ctx: Context) -> list[Finding]:
-    return [f for r in RULES if r.scope == "object" for f in r.check(obj, ctx)]
-
-
-def run_render_rules(rendered: Rendered, ctx: Context) -> list[Finding]:
-    return [f for r in RULES if r.scope == "render" for f in r.check(rendered, ctx)]
-
-
-def run_tree_rules(targets: list[Target], ctx: Context) -> list[Finding]:
-    return [f for r in RULES if r.scope == "tree" for f in r.check(targets, ctx)]

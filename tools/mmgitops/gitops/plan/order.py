@@ -27,9 +27,20 @@ def phase(obj: K8sObject) -> str:
     return first if first in PHASES else "Sync"
 
 
+INTEGER = re.compile(r"-?\d+")
+
+
+def _wave_text(obj: K8sObject) -> str:
+    return str(obj.annotations.get(WAVE_ANNOTATION, "0")).strip()
+
+
+def wave_is_integer(obj: K8sObject) -> bool:
+    return INTEGER.fullmatch(_wave_text(obj)) is not None
+
+
 def wave(obj: K8sObject) -> int:
-    value = str(obj.annotations.get(WAVE_ANNOTATION, "0")).strip()
-    return int(value) if re.fullmatch(r"-?\d+", value) else 0
+    """The object's wave; 0 for a value that is not an integer, which the plan reports."""
+    return int(_wave_text(obj)) if wave_is_integer(obj) else 0
 
 
 def sort_key(obj: K8sObject) -> tuple[int, int, int, str]:

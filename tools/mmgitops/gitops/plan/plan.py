@@ -1,4 +1,5 @@
-"""The sync plan of a bootstrap (app of apps) or a profile overlay, and its ordering violations."""
+"""The sync plan of a bootstrap (app of apps) or a profile overlay, and its findings: ordering violations, and
+whatever keeps it from being rendered or ordered at all (then the order is never called valid)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from mmgitops.errors import Finding, ToolError
 from mmgitops.gitops import render
 from mmgitops.gitops.checks.health import health_checks
 from mmgitops.gitops.checks.policy import dependencies
-from mmgitops.gitops.objects import K8sObject, dig
-from mmgitops.gitops.plan.order import gate, phase, sort_key, wave
+from mmgitops.gitops.objects import WAVE_ANNOTATION, K8sObject, dig
+from mmgitops.gitops.plan.order import gate, phase, sort_key, wave, wave_is_integer
 
 
 @dataclass
@@ -55,7 +56,7 @@ def build(path: Path, repo_root: Path, kustomize: list[str]) -> Plan:
     except (RuntimeError, OSError):  # pathlib raises RuntimeError for a symlink loop
         raise ToolError(f"{render.display(path)}: a symlink loop, or a path that cannot be resolved") from None
     _expand(plan, resolved, repo_root.resolve(), kustomize, "", (), 0, set())
-    plan.violations = sorted(set(_violations(plan.steps)))
+    plan.violations = sorted(set(plan.violations) | set(_violations(plan.steps)))
     return plan
 
 
@@ -68,16 +69,34 @@ def _expand(plan: Plan, path: Path, repo_root: Path, kustomize: list[str], app: 
     for obj in sorted(rendered.objects, key=sort_key):
         step = Step(obj, app, (*gates, gate(obj)), depth)
         plan.steps.append(step)
+        if not wave_is_integer(obj):
+            plan.violations.append(Finding(obj.file, obj.ref, f"metadata.annotations.{WAVE_ANNOTATION}",
+                                           f"{obj.annotations[WAVE_ANNOTATION]!r} is not an integer: Argo CD "
+                                           "refuses the sync, so no order holds", "plan"))
         source = dig(obj.body, "spec", "source", "path")
         if obj.kind == "Application" and obj.group == "argoproj.io" and isinstance(source, str):
-            child = (repo_root / source).resolve()
-            if child in seen:
-                continue
-            if not render.kustomization_file(child):
-                plan.violations.append(Finding(obj.file, obj.ref, "spec.source.path",
-                                               f"{source} is not a kustomization in this repository", "plan"))
-                continue
-            _expand(plan, child, repo_root, kustomize, obj.name, step.gates, depth + 1, seen | {child})
+            child = _child(plan, obj, source, repo_root, seen | {path})
+            if child is not None:
+                _expand(plan, child, repo_root, kustomize, obj.name, step.gates, depth + 1, seen | {path})
+
+
+def _child(plan: Plan, app: K8sObject, source: str, repo_root: Path, ancestors: set[Path]) -> Path | None:
+    """The kustomization an Application syncs, or None with the reason among the violations."""
+    try:
+        child = (repo_root / source).resolve()
+    except (RuntimeError, OSError):
+        child = None
+    why = ""
+    if child is None or not child.is_relative_to(repo_root):
+        why = f"{source} leaves the repository, which Argo CD refuses"
+    elif child in ancestors:
+        why = f"{source} is an app of apps that syncs itself (a cycle): Argo CD would never finish it"
+    elif not render.kustomization_file(child):
+        why = f"{source} is not a kustomization in this repository"
+    if why:
+        plan.violations.append(Finding(app.file, app.ref, "spec.source.path", why, "plan"))
+        return None
+    return child
 
 
 def _matches(step: Step, need: dict[str, Any], dependent: Step) -> bool:
@@ -154,7 +173,7 @@ def render_text(plan: Plan) -> str:
     lines.append("")
     if plan.violations:
         lines += [v.line() for v in plan.violations]
-        lines.append(f"{len(plan.violations)} ordering violation(s)")
+        lines.append(f"{len(plan.violations)} finding(s): the order is not valid")
     else:
         lines.append(f"order is valid: {len(plan.steps)} objects")
     return "\n".join(lines)
