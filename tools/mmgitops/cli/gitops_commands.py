@@ -22,6 +22,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     val.add_argument("--format", choices=("text", "json"), default="text")
     val.add_argument("--crds", type=Path, metavar="DIR",
                      help="read CRDs from DIR instead of the Go modules pinned in pins.toml")
+    val.add_argument("--cluster", action="store_true",
+                     help="read the ModelMesh rules' context (runtimes, storage-config key names, namespace labels, "
+                     "data connections, model-serving-config) from a cluster too; read-only, never a secret value")
+    val.add_argument("--kubeconfig", metavar="FILE", help="with --cluster; default: $KUBECONFIG or ~/.kube/config")
 
     pl = sub.add_parser("plan", help="print the Argo CD sync order of a bootstrap or profile",
                         description="Print the order Argo CD syncs a bootstrap (app of apps, followed into "
@@ -50,11 +54,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mmgitops.gitops.validate import validate
 
     paths = args.paths or render.default_paths(repo_root())
+    if args.kubeconfig and not args.cluster:
+        raise ToolError("--kubeconfig is for --cluster")
+    live = None
+    if args.cluster:
+        from mmgitops import kubeconfig
+        from mmgitops.gitops.checks.modelmesh import live as live_mod
+
+        api = kubeconfig.api_client(args.kubeconfig)
+        live = lambda namespaces: live_mod.read(api, namespaces)  # noqa: E731
     command = kustomize()
     with err.status("Loading schemas (first run downloads the pinned Go modules)..."):
         catalog = catalog_mod.build(args.crds)
-    with err.status("Rendering and validating..."):
-        result = validate(paths, catalog, command)
+    with err.status("Rendering and validating" + (" against the cluster..." if live else "...")):
+        result = validate(paths, catalog, command, live)
     if args.format == "json":
         print(result.to_json())
     else:

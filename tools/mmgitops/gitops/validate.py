@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from mmgitops.errors import Finding
 from mmgitops.gitops import render
 from mmgitops.gitops.checks import cel, health, policy, rules, schema  # noqa: F401 (policy: registering)
 from mmgitops.gitops.checks.modelmesh import capacity, isvc, runtime, storage, wiring  # noqa: F401 (registering)
-from mmgitops.gitops.checks.modelmesh.context import MeshContext
+from mmgitops.gitops.checks.modelmesh.context import SERVING, MeshContext
+from mmgitops.gitops.objects import K8sObject
 from mmgitops.gitops.schemas.catalog import Catalog
 
 
@@ -33,12 +35,20 @@ def all_rules() -> list[rules.Rule]:
     return list(rules.RULES)
 
 
-def validate(paths: list[Path], catalog: Catalog, kustomize: list[str]) -> Result:
+def validate(paths: list[Path], catalog: Catalog, kustomize: list[str],
+             live: Callable[[set[str]], list[K8sObject]] | None = None) -> Result:
+    """`live`, given the namespaces the trees' objects name, returns what a cluster holds there for the ModelMesh
+    rules to read beside the trees (`validate --cluster`)."""
     started = time.perf_counter()
     targets = render.discover(paths)
     renders = render.render_all(targets, kustomize)
     namespaces = {o.name: o.labels for r in renders for o in r.objects if o.kind == "Namespace" and o.group == ""}
     mesh = MeshContext.from_objects(o for r in renders for o in r.objects)
+    if live is not None:
+        for obj in live({o.namespace for r in renders for o in r.objects if o.group == SERVING}):
+            mesh.add(obj)
+            if obj.kind == "Namespace":
+                namespaces.setdefault(obj.name, obj.labels)
     ctx = rules.Context(catalog, namespaces, mesh)
     sources: dict[str, int] = {}
     cel_counts: dict[str, int] = {}
