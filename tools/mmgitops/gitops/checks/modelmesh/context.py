@@ -23,6 +23,8 @@ from mmgitops.gitops.objects import K8sObject, dig
 SERVING = "serving.kserve.io"
 STORAGE_SECRET = "storage-config"  # model-serving-config storageSecretName's default (MS pkg/config/config.go)
 CONFIG_MAP = "model-serving-config"
+# RHOAI runs the controller there: it holds model-serving-config, and the controller serves it without the label.
+CONTROLLER_NAMESPACE = "redhat-ods-applications"
 # MS pkg/config/config.go defaults: builtInServerTypes, restProxy.enabled, allowAnyPVC.
 BUILT_IN_SERVER_TYPES = ("mlserver", "triton", "ovms", "torchserve")
 DATA_CONNECTION_LABELS = {"opendatahub.io/managed": "true", "opendatahub.io/dashboard": "true"}

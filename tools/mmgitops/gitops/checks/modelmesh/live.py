@@ -21,10 +21,15 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from mmgitops.errors import ToolError
-from mmgitops.gitops.checks.modelmesh.context import CONFIG_MAP, DATA_CONNECTION_LABELS, SERVING, STORAGE_SECRET
+from mmgitops.gitops.checks.modelmesh.context import (
+    CONFIG_MAP,
+    CONTROLLER_NAMESPACE,
+    DATA_CONNECTION_LABELS,
+    SERVING,
+    STORAGE_SECRET,
+)
 from mmgitops.gitops.objects import K8sObject
 
-CONTROLLER_NAMESPACE = "redhat-ods-applications"  # RHOAI's; model-serving-config lives there
 RIGHTS = ("get namespaces", "list servingruntimes.serving.kserve.io", "get secrets (storage-config)",
           "list secrets (data connections)", f"get configmaps ({CONFIG_MAP}, in {CONTROLLER_NAMESPACE})")
 _BLANK = {str: "", bool: False, int: 0, float: 0, dict: {}, list: [], type(None): None}

@@ -14,18 +14,18 @@ from urllib.parse import urlsplit
 
 from mmgitops.errors import Finding
 from mmgitops.gitops.checks.modelmesh.context import (
+    CONTROLLER_NAMESPACE,
     DATA_CONNECTION_LABELS,
     SERVING,
     NamespaceView,
     StorageEntry,
     storage_entries,
 )
+from mmgitops.gitops.checks.modelmesh.selection import FRAMEWORKS
 from mmgitops.gitops.checks.rules import Context, finding, rule
 from mmgitops.gitops.objects import K8sObject, dig
 
 SECRET_KEY_ANNOTATION = "serving.kserve.io/secretKey"
-# MS inferenceservice_registry.go getPredictorFramework: the legacy predictor forms, in the order it tries them.
-FRAMEWORKS = ("xgboost", "lightgbm", "sklearn", "tensorflow", "onnx", "pytorch", "triton", "pmml")
 PROVIDERS = ("s3", "gcs", "azure", "http", "pvc")  # RA pullman/storageproviders/*/provider.go init
 S3_CREDENTIALS = ("access_key_id", "secret_access_key", "endpoint_url", "region")  # s3/provider.go NewRepository
 # What OMC secret_controller.go newStorageSecret writes per data connection: these fields, all strings.
@@ -34,9 +34,6 @@ OMC_AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S3_ENDPOINT",
 OMC_STORAGE_SECRET = "storage-config"  # OMC constants.DefaultStorageConfig: fixed, whatever storageSecretName says
 MANAGED = "opendatahub.io/managed"
 CONNECTION_TYPE = "opendatahub.io/connection-type"
-# MS controllers/util.go modelMeshEnabled: the controller's own namespace needs no label; RHOAI runs the controller
-# in its applications namespace.
-CONTROLLER_NAMESPACE = "redhat-ods-applications"
 
 
 @dataclass
