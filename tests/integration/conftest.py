@@ -10,10 +10,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from mmgitops.lab.kubelet.backer import MAX_BACKOFF_S
 
 ROOT = Path(__file__).resolve().parents[2]
 # Its own name, so a test run never touches a user's cluster; MMGITOPS_TEST_CLUSTER runs two test sessions side by side.
 CLUSTER = os.environ.get("MMGITOPS_TEST_CLUSTER", "mmgitops-test")
+# A wait for the real controller to act: its one replica exits every five to seven minutes here (its etcd watch
+# loses its auth token) and the kubelet's back-off before its restart grows to the 5-minute cap (docs/fidelity.md,
+# "The real controller"), so such a wait covers one whole back-off.
+CONTROLLER_ACTS_WITHIN_S = MAX_BACKOFF_S + 60
 
 
 def mmgitops(*args: str, env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from mmgitops.gitops.schemas import catalog
 from mmgitops.lab.kubelet import backer
 from mmgitops.lab.kubelet.publish import ENGINE_ANNOTATION as ENGINE
 
-from tests.integration.conftest import predicted
+from tests.integration.conftest import CONTROLLER_ACTS_WITHIN_S, predicted
 
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -117,7 +117,8 @@ def test_an_unsupported_format_gives_no_supporting_runtime_as_validate_predicts(
         # modelmesh-serving registers it as mt:pmml; ModelMesh fails the load ("... of type mt:pmml: [_no_runtime]")
         # and the controller's etcd watch brings the failure back: decodeModelState (predictor_controller.go) reads
         # NoSupportingRuntime; a new vmodel is DEFINED, so UpToDate. The status may first say Pending or Standby.
-        found = tenacity.Retrying(stop=tenacity.stop_after_delay(60), wait=tenacity.wait_fixed(0.5),
+        found = tenacity.Retrying(stop=tenacity.stop_after_delay(CONTROLLER_ACTS_WITHIN_S),
+                                  wait=tenacity.wait_fixed(0.5),
                                   retry=tenacity.retry_if_result(lambda i: (i.get("status") or {}).get(
                                       "modelStatus", {}).get("states", {}).get("activeModelState") != "FailedToLoad"))(
             api.get_namespaced_custom_object, *ISVC[:2], "modelmesh-models", ISVC[2], "pmml-model")
@@ -164,7 +165,7 @@ def test_deleting_a_runtime_pod_kills_its_instance_and_its_model_comes_back_on_a
 
 
 def wait_loaded(target: ClusterTarget, name: str) -> None:
-    tenacity.Retrying(stop=tenacity.stop_after_delay(60), wait=tenacity.wait_fixed(0.5),
+    tenacity.Retrying(stop=tenacity.stop_after_delay(CONTROLLER_ACTS_WITHIN_S), wait=tenacity.wait_fixed(0.5),
                       retry=tenacity.retry_if_result(lambda state: state != LOADED))(target.model_state, name)
 
 

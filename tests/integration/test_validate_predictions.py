@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client, config
 from mmgitops.conformance.cluster import objects
 
-from tests.integration.conftest import mmgitops, predicted
+from tests.integration.conftest import CONTROLLER_ACTS_WITHIN_S, mmgitops, predicted
 
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -53,7 +53,7 @@ def test_a_storage_uri_scheme_the_controller_does_not_read_is_predicted_and_neve
     try:
         # The twin gets a status from the controller's first reconcile; the bad one never does
         # (inferenceservice_registry.go processInferenceServiceStorage fails before predictor_controller.go writes).
-        tenacity.Retrying(stop=tenacity.stop_after_delay(120), wait=tenacity.wait_fixed(1),
+        tenacity.Retrying(stop=tenacity.stop_after_delay(CONTROLLER_ACTS_WITHIN_S), wait=tenacity.wait_fixed(1),
                           retry=tenacity.retry_if_result(lambda s: not s))(lambda: status_of(api, "predict-s3"))
         time.sleep(10)  # ten more seconds of retries (the controller requeues with backoff from 5 ms)
         assert status_of(api, "predict-hf") == {}
@@ -136,7 +136,7 @@ def test_a_runtime_the_controller_gives_no_deployment_is_predicted(case, cluster
         def deployments(docs: list[dict]) -> list[str]:
             return [d.metadata.name for d in apps.list_namespaced_deployment(docs[0]["metadata"]["name"]).items]
 
-        tenacity.Retrying(stop=tenacity.stop_after_delay(60), wait=tenacity.wait_fixed(1),
+        tenacity.Retrying(stop=tenacity.stop_after_delay(CONTROLLER_ACTS_WITHIN_S), wait=tenacity.wait_fixed(1),
                           retry=tenacity.retry_if_result(lambda found: not found))(lambda: deployments(twin))
         time.sleep(10)  # the controller has long reconciled the bad runtime too, and requeues its errors
         assert deployments(twin) == ["modelmesh-serving-mlserver-1.x"]

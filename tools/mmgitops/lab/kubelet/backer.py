@@ -57,8 +57,10 @@ class Backed:
     instance: dict[str, Any] | None = None  # a runtime pod's embedded instance, until its pod-IP relay runs
     probed: frozenset[str] | None = None  # the containers whose readinessProbe is run (None: all)
     restart: dict[str, Callable[[], int]] = field(default_factory=dict)  # container -> start it again: its PID
-    restarts: dict[str, int] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)  # the container's restartCount
+    steps: dict[str, int] = field(default_factory=dict)  # restarts since its back-off last started over
     exited_at: dict[str, float] = field(default_factory=dict)  # a container waiting out its back-off
+    restarted_at: dict[str, float] = field(default_factory=dict)
 
 
 class Backer:
@@ -280,20 +282,25 @@ class Backer:
                 self._restart_when_due(meta["namespace"], meta["name"], name, backed, log)
 
     def _restart_when_due(self, namespace: str, pod: str, name: str, backed: Backed, log: Path) -> None:
-        """The kubelet's crash-loop back-off: the first restart at once, then 10 s, doubling up to 5 minutes."""
+        """The kubelet's crash-loop back-off: the first restart at once, then 10 s, doubling up to 5 minutes; a
+        container that ran more than twice the cap since its last restart starts over at once (client-go's
+        flowcontrol.Backoff, `hasExpired`, which kuberuntime_manager.go doBackOff consults)."""
         now = time.monotonic()
         exited = backed.exited_at.setdefault(name, now)
-        count = backed.restarts.get(name, 0)
-        if now - exited < (0.0 if count == 0 else min(BACKOFF_S * 2 ** (count - 1), MAX_BACKOFF_S)):
+        if exited - backed.restarted_at.get(name, exited) > 2 * MAX_BACKOFF_S:
+            backed.steps[name] = 0
+        step = backed.steps.get(name, 0)
+        if now - exited < (0.0 if step == 0 else min(BACKOFF_S * 2 ** (step - 1), MAX_BACKOFF_S)):
             return
         del backed.exited_at[name]
-        backed.restarts[name] = count + 1
-        print(f"kubelet: pod {namespace}/{pod}: container {name} exited; restart {count + 1} (log {log})",
+        backed.steps[name], backed.restarted_at[name] = step + 1, now
+        count = backed.restarts[name] = backed.restarts.get(name, 0) + 1
+        print(f"kubelet: pod {namespace}/{pod}: container {name} exited; restart {count} (log {log})",
               file=sys.stderr, flush=True)
         try:
             backed.pids[name] = backed.restart[name]()
         except (KubeletError, OSError) as error:
-            self._complain(f"pod {namespace}/{pod}: container {name}: restart {count + 1} failed: {error}")
+            self._complain(f"pod {namespace}/{pod}: container {name}: restart {count} failed: {error}")
         self._save()
 
     def _follow_readiness(self, kube: Any, pod: dict[str, Any], backed: Backed) -> None:
