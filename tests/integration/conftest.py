@@ -116,13 +116,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items[index] = item
 
 
-def predicted(tmp_path: Path, env: dict[str, str], *bodies: dict) -> dict[str, set[str]]:
+def predicted(tmp_path: Path, env: dict[str, str], *bodies: dict, live: str = "") -> dict[str, set[str]]:
     """The ModelMesh rules `validate` gives each InferenceService in BODIES, read beside the conformance profile
-    (its runtimes and storage-config), which is what they are deployed beside on the local cluster."""
+    (its runtimes and storage-config), which is what they are deployed beside on the local cluster; or, with
+    `live` (a kubeconfig), beside what that cluster has (`validate --cluster`)."""
     import yaml
 
     (tmp_path / "isvcs.yaml").write_text(yaml.safe_dump_all(bodies), encoding="utf-8")
-    run = mmgitops("validate", "overlays/conformance", str(tmp_path / "isvcs.yaml"), env=env, timeout=300)
+    where = ["--cluster", "--kubeconfig", live] if live else ["overlays/conformance"]
+    run = mmgitops("validate", *where, str(tmp_path / "isvcs.yaml"), env=env, timeout=300)
     rules: dict[str, set[str]] = {b["metadata"]["name"]: set() for b in bodies}
     for line in run.stdout.splitlines():
         for name in rules:

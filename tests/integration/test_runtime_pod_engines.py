@@ -23,7 +23,7 @@ from mmgitops.conformance.cluster.resolve import PortForward
 from mmgitops.gitops.schemas import catalog
 from mmgitops.lab.kubelet.publish import COMMIT_ANNOTATION, ENDPOINTS_ANNOTATION, ENGINE_ANNOTATION, PORT_FORWARD
 
-from tests.integration.conftest import managed_modelmesh, missing, mmgitops, own_cluster
+from tests.integration.conftest import managed_modelmesh, missing, mmgitops, own_cluster, predicted
 
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -103,6 +103,38 @@ def status_errors(found: dict) -> list[str]:
 
 def test_an_inference_service_on_reference_pods_loads_and_answers_through_a_port_forward(reference_cluster):
     one_model_served(reference_cluster, "reference", reference_cluster["env"])
+
+
+def test_a_storage_key_the_namespace_lacks_fails_the_load_in_the_real_puller_as_validate_predicts(
+        reference_cluster, tmp_path):
+    """mm-storage-resolvable, predicted from the live cluster (`validate --cluster`) and seen on reference pods,
+    whose adapter is the real puller (model-serving-puller/puller/puller.go ProcessLoadModelRequest). Its twin, the
+    same model under the namespace's key, loads in the test above."""
+    run = cluster_session.Session(cluster_session.api_client(reference_cluster["kubeconfig"]), secrets.token_hex(3),
+                                  Path(reference_cluster["storage_config"]), "localS3")
+    run.open()
+    try:
+        runtime = objects.serving_runtime(objects.read_template("cpu"), "it-cpu", run.namespace, run.run_id, 1, 9,
+                                          gpu=False)
+        run.custom.create_namespaced_custom_object(*RUNTIMES[:2], run.namespace, RUNTIMES[2], runtime)
+        sample = run.samples[1]
+        bucket = json.loads(sample.key)["storage_params"]["bucket"]
+        bad, twin = (objects.inference_service(name, run.namespace, run.run_id, "it-cpu", sample.type, key, bucket,
+                                               sample.path) for name, key in (("it-nokey", "nowhere"),
+                                                                              ("it-model", "localS3")))
+        assert predicted(tmp_path, reference_cluster["env"], bad, twin, live=reference_cluster["kubeconfig"]) == {
+            "it-nokey": {"mm-storage-resolvable"}, "it-model": set()}
+        run.custom.create_namespaced_custom_object(*ISVC[:2], run.namespace, ISVC[2], bad)
+        found = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(LOADED_WITHIN_S), wait=tenacity.wait_fixed(1), reraise=True,
+            retry=tenacity.retry_if_result(lambda i: (i.get("status") or {}).get("modelStatus", {})
+                                           .get("states", {}).get("activeModelState") != "FailedToLoad"))(
+            run.custom.get_namespaced_custom_object, *ISVC[:2], run.namespace, ISVC[2], "it-nokey")
+        failure = found["status"]["modelStatus"]["lastFailureInfo"]
+        assert failure["reason"] == "ModelLoadFailed"
+        assert "Did not find storage config for key nowhere" in failure["message"]
+    finally:
+        run.close()
 
 
 def test_cluster_down_stops_every_process_by_pid(reference_cluster):

@@ -101,13 +101,16 @@ def runtime_case(case: str, twin: bool) -> list[dict]:
         runtime["metadata"]["name"] = "mlserver-1-x-for-the-scikit-learn-models-of-team-a"  # 50 characters
     if not twin and case == "adapter":
         runtime["spec"]["containers"][0]["name"] = "server"  # no container named builtInAdapter.serverType
+    if not twin and case == "endpoint":
+        runtime["spec"]["grpcEndpoint"] = "unix:/tmp/mmesh/grpc.sock"  # the built-in adapter needs port:N
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}},
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "storage-config", "namespace": ns},
              "stringData": entries}, runtime]
 
 
 RUNTIME_CASES = {"namespace": "mm-namespace-ready", "entry": "mm-storage-entry-shape",
-                 "name": "mm-runtime-name-length", "adapter": "mm-runtime-adapter-contract"}
+                 "name": "mm-runtime-name-length", "adapter": "mm-runtime-adapter-contract",
+                 "endpoint": "mm-runtime-endpoints"}
 
 
 def flagged(cluster_env: dict, tmp_path: Path, docs: list[dict]) -> set[str]:

@@ -89,3 +89,16 @@ def test_pytest_itself_refuses_the_same_combination(tmp_path: Path) -> None:
                           text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     assert "--target cluster needs --storage-config FILE" in done.stderr
+
+
+def test_a_conform_run_reads_no_pytest_configuration_of_the_directory_it_starts_in(tmp_path: Path) -> None:
+    """pytest loads ./test*/conftest.py, and a repository's own test harness would change the suite."""
+    from mmgitops.conformance import run
+
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "conftest.py").write_text("raise SystemExit('the directory conftest.py was loaded')\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --no-such-option\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", *run.pytest_args({}), "--collect-only", "-q"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checks/test_routing.py::test_rest_infer_answers_by_name" in done.stdout

@@ -40,3 +40,23 @@ def test_a_data_connection_keeps_its_key_names_only():
     obj = live._secret(secret({"AWS_ACCESS_KEY_ID": SECRET, "AWS_S3_BUCKET": "b"}), "cluster", entries=False)
     assert sorted(obj.body["data"]) == ["AWS_ACCESS_KEY_ID", "AWS_S3_BUCKET"]
     assert SECRET not in json.dumps(obj.body)
+
+
+def test_with_a_cluster_a_missing_context_is_missing_from_both_places(tmp_path):
+    import yaml
+    from mmgitops.gitops import render, validate
+    from mmgitops.gitops.schemas import catalog
+
+    isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "m", "namespace": "team", "annotations": {
+                "serving.kserve.io/deploymentMode": "ModelMesh"}},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"},
+                                             "storage": {"key": "s3", "path": "m.joblib"}}}}}
+    (tmp_path / "isvc.yaml").write_text(yaml.safe_dump(isvc), encoding="utf-8")
+    asked: list[set[str]] = []
+    result = validate.validate([tmp_path / "isvc.yaml"], catalog.build(), render.find_kubectl(),
+                               live=lambda namespaces: asked.append(namespaces) or [])
+    messages = [f.message for f in result.findings if f.rule.startswith("mm-")]
+    assert asked == [{"team"}]
+    assert messages and all("this repository or on the cluster" in m for m in messages if "defined in" in m)
+    assert any("defined in this repository or on the cluster" in m for m in messages), messages

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from mmgitops.conformance import plugin
+from mmgitops.conformance import overfull, plugin
 from mmgitops.conformance.settings import SETTINGS, Settings
 from mmgitops.conformance.steps import Deployments, tracked
 from mmgitops.conformance.target import UNIT_BYTES, SampleRef, Target
@@ -212,3 +212,28 @@ def deployments(session_deployments: Deployments) -> Iterator[Deployments]:
     # Each module starts from an empty target: one group's models must not take the room another counts on.
     yield session_deployments
     session_deployments.remove_all()
+
+
+@pytest.fixture(scope="session")
+def lru_deployments(target: Target, run_id: str) -> Iterator[Deployments]:
+    yield from tracked(target, run_id, " by the eviction and coldload groups")
+
+
+@pytest.fixture(scope="session")
+def overfilled(target: Target, lru_deployments: Deployments) -> overfull.Overfull:
+    """The pods filled once for the session (overfull.py)."""
+    return overfull.overfill(target, lru_deployments)
+
+
+@pytest.fixture(scope="module")
+def overfull_pods(overfilled: overfull.Overfull, lru_deployments: Deployments,
+                  request: pytest.FixtureRequest) -> Iterator[overfull.Overfull]:
+    """The overfull pods for a module's checks. After the last module that uses them the models go, so that every
+    group after starts from empty pods, as with the `deployments` fixture."""
+    yield overfilled
+    items = request.session.items
+    last = max(i for i, item in enumerate(items) if item.module is request.module)
+    if not any("overfilled" in item.fixturenames for item in items[last + 1:]):
+        failures = lru_deployments.remove_all()
+        if failures:
+            pytest.fail("teardown left models behind: " + "; ".join(failures))

@@ -42,9 +42,11 @@ def suite_dir() -> Path:
 
 
 def pytest_args(flags: Flags, report: Path | None = None, markexpr: str = "", extra: Sequence[str] = ()) -> list[str]:
-    # The checks' package is the rootdir and no ini file is read: a run gives the same node ids wherever the
-    # package is installed, and a pytest configuration in the user's directory does not change the suite.
-    args = ["--pyargs", SUITE, "--rootdir", str(suite_dir().parent), "-c", os.devnull, "-p", "no:cacheprovider"]
+    # The checks' package is the rootdir and no ini file or conftest.py is read: a run gives the same node ids
+    # wherever the package is installed, and a pytest configuration in the user's directory (pytest also loads
+    # ./test*/conftest.py) does not change the suite.
+    args = ["--pyargs", SUITE, "--rootdir", str(suite_dir().parent), "-c", os.devnull, "-p", "no:cacheprovider",
+            "--noconftest"]
     for name, value in flags.items():
         if value is not None:  # "" as given: the suite's settings refuse an empty endpoint
             args += [f"--{name.replace('_', '-')}", str(value)]

@@ -45,6 +45,7 @@ def validate(paths: list[Path], catalog: Catalog, kustomize: list[str],
     namespaces = {o.name: o.labels for r in renders for o in r.objects if o.kind == "Namespace" and o.group == ""}
     mesh = MeshContext.from_objects(o for r in renders for o in r.objects)
     if live is not None:
+        mesh.source = "this repository or on the cluster"
         for obj in live({o.namespace for r in renders for o in r.objects if o.group == SERVING}):
             mesh.add(obj)
             if obj.kind == "Namespace":

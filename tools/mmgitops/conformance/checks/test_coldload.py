@@ -2,11 +2,11 @@
 
 ModelMesh serves a request for a model with no loaded copy by loading it and then invoking it, within the
 request (ModelMesh.invokeModel: a cache miss loads the model on a chosen pod and waits for the load, timed as
-modelmesh_cache_miss_milliseconds). The check keeps one more model than the pods have room for and requests
-them so that each request goes to the model in Standby: every such request is a true cold load (the model's
-copy was evicted, not never made), and the load it triggers evicts the least recently used model of the pod
-it lands on, which becomes the next one to request. Each cold request is followed by warm ones to the same
-model, the baseline its latency is compared to.
+modelmesh_cache_miss_milliseconds). The checks go on from the overfull pods (conformance/overfull.py), which hold
+one model fewer than were deployed, and request the one in Standby each time: every such request is a true cold
+load (the model's copy was evicted, not never made), and the load it triggers evicts the least recently used
+model of the pod it lands on, which becomes the next one to request. Each cold request is followed by warm ones
+to the same model, the baseline its latency is compared to.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import pytest
 import tenacity
 
+from mmgitops.conformance.overfull import Overfull
 from mmgitops.conformance.settings import Settings
-from mmgitops.conformance.steps import Deployments, deploy_paced, room_per_pod, summed, wait_until_empty
+from mmgitops.conformance.steps import summed
 from mmgitops.conformance.target import STANDBY, Deployed, InferResult, Target, TargetError
 
 pytestmark = pytest.mark.coldload
@@ -71,13 +72,9 @@ def the_standby_one(target: Target, rotation: list[Deployed]) -> Deployed:
 
 
 @pytest.fixture(scope="module")
-def cold_runs(conformance_settings: Settings, target: Target, deployments: Deployments) -> ColdRuns:
+def cold_runs(conformance_settings: Settings, target: Target, overfull_pods: Overfull) -> ColdRuns:
     count = conformance_settings.cold_loads
-    room = room_per_pod(target)
-    wait_until_empty(target, room)
-    slots = sum(room.values())
-    samples = target.samples()
-    rotation = deploy_paced(deployments, [(f"cold-{i:02d}", samples[i % len(samples)]) for i in range(slots + 1)])
+    room, rotation = overfull_pods.room, overfull_pods.models
     # A pod's victim was last used at least (its room - 1) loads earlier, even when every load lands on that pod;
     # pacing the loads keeps that past the churn age, or the pod would rightly refuse the load ("Cache churn
     # threshold exceeded", ModelMesh.invokeModel) instead of evicting.

@@ -106,8 +106,8 @@ def isvc_namespace(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
         return
     labels = ctx.namespaces.get(obj.namespace)
     if labels is None:
-        yield finding(obj, "metadata.namespace", f"namespace {obj.namespace!r} is not defined in this "
-                      "repository with label modelmesh-enabled: \"true\"", "isvc-modelmesh-namespace")
+        yield finding(obj, "metadata.namespace", f"namespace {obj.namespace!r} is not defined in "
+                      f"{ctx.mesh.source} with label modelmesh-enabled: \"true\"", "isvc-modelmesh-namespace")
     elif labels.get("modelmesh-enabled") != "true":
         yield finding(obj, "metadata.namespace", f"namespace {obj.namespace!r} lacks label "
                       "modelmesh-enabled: \"true\"", "isvc-modelmesh-namespace")

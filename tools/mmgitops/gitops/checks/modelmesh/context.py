@@ -64,7 +64,7 @@ class MeshContext:
     namespaces: dict[str, NamespaceView] = field(default_factory=dict)
     cluster_runtimes: dict[str, list[K8sObject]] = field(default_factory=dict)
     configs: list[MeshConfig] = field(default_factory=list)  # one per rendered variant; empty: defaults
-    source: str = "this repository"  # or the cluster `validate --cluster` read
+    source: str = "this repository"  # where the context was read, for "not defined in ..." (validate --cluster)
 
     def namespace(self, name: str) -> NamespaceView:
         return self.namespaces.get(name) or NamespaceView()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from mmgitops.errors import Finding
 from mmgitops.gitops.checks.modelmesh.context import (
@@ -21,7 +20,7 @@ from mmgitops.gitops.checks.modelmesh.context import (
     StorageEntry,
     storage_entries,
 )
-from mmgitops.gitops.checks.modelmesh.selection import FRAMEWORKS
+from mmgitops.gitops.checks.modelmesh.selection import FRAMEWORKS, parse_storage_uri
 from mmgitops.gitops.checks.rules import Context, finding, rule
 from mmgitops.gitops.objects import K8sObject, dig
 
@@ -49,17 +48,17 @@ class Load:
 
 
 def _uri_params(uri: str) -> dict[str, str] | None:
-    """The storage a storageUri names; None where the controller refuses the URI (another rule reports that)."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
+    """The storage a storageUri names, from the URI as Go's net/url parses it (selection.parse_storage_uri, the
+    silent-spec rule's parser too); None where the controller refuses the URI (that rule reports it)."""
+    parts = parse_storage_uri(uri)
+    if isinstance(parts, str):
         return None
-    host = parts.netloc.rpartition("@")[2]  # Go's URL.Host leaves the user info out
     if parts.scheme in ("pvc", "s3", "gs"):
         kind = {"pvc": "pvc", "s3": "s3", "gs": "gcs"}[parts.scheme]
-        return {"type": kind, "name" if kind == "pvc" else "bucket": host}
-    if parts.scheme in ("http", "https") and host.endswith("blob.core.windows.net"):
-        return {"type": "azure", "container": parts.path.lstrip("/").split("/")[0], "account_name": host.split(".")[0]}
+        return {"type": kind, "name" if kind == "pvc" else "bucket": parts.host}
+    if parts.scheme in ("http", "https") and parts.host.endswith("blob.core.windows.net"):
+        return {"type": "azure", "container": parts.path.lstrip("/").split("/")[0],
+                "account_name": parts.host.split(".")[0]}
     return {"type": "http", "url": uri} if parts.scheme in ("http", "https") else None
 
 
@@ -160,7 +159,7 @@ def storage_resolvable(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
     ns, name = obj.namespace, "mm-storage-resolvable"
     entries, whole = _storage(view)
     where = f"storage-config in namespace {ns} " + (f"(keys: {', '.join(sorted(entries)) or 'none'})"
-                                                   if entries is not None else "(not defined in this repository)")
+                                                   if entries is not None else f"(not defined in {ctx.mesh.source})")
     lookup = _lookup(load)
     entry = (entries or {}).get(lookup)
     if load.key is not None and (entry is None or not _is_object(entry)):
@@ -208,7 +207,7 @@ def namespace_ready(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
     ns, name, view = obj.namespace, "mm-namespace-ready", ctx.mesh.namespace(obj.namespace)
     outcome = f"the controller deletes (or never creates) Deployment modelmesh-serving-{obj.name}, no model loads"
     if view.labels is None and ns != CONTROLLER_NAMESPACE:
-        yield finding(obj, "metadata.namespace", f"namespace {ns} is not defined in this repository: unless it has "
+        yield finding(obj, "metadata.namespace", f"namespace {ns} is not defined in {ctx.mesh.source}: unless it has "
                       f"label modelmesh-enabled: \"true\" on the cluster, {outcome}; define it here with the label",
                       name, "warning")
     elif view.labels is not None:
@@ -320,7 +319,7 @@ def pvc_storage(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
     at = f"{load.prefix}.storageUri" if load.uri is not None else f"{load.prefix}.storage.parameters.name"
     entry = f"{{\"type\":\"pvc\",\"name\":\"{claim}\"}}"
     if entries is None or not whole:
-        yield finding(obj, at, f"storage-config of namespace {ns} is not defined in this repository and allowAnyPVC "
+        yield finding(obj, at, f"storage-config of namespace {ns} is not defined in {ctx.mesh.source} and allowAnyPVC "
                       f"is off: claim {claim} is mounted only if that storage-config has an entry {entry}", name,
                       "warning")
     elif not any(e.type == "pvc" and e.fields.get("name") == "string" for e in entries.values()):
