@@ -131,3 +131,13 @@ def predicted(tmp_path: Path, env: dict[str, str], *bodies: dict, live: str = ""
             if f": InferenceService/{name}: " in line and "[mm-" in line:
                 rules[name].add(line.rsplit("[", 1)[1].rstrip("]"))
     return rules
+
+
+def flagged(env: dict[str, str], tmp_path: Path, docs: list[dict]) -> set[str]:
+    """The ModelMesh rules `validate` gives DOCS on their own, errors only."""
+    import yaml
+
+    (tmp_path / "objects.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    run = mmgitops("validate", str(tmp_path / "objects.yaml"), env=env, timeout=300)
+    return {line.rsplit("[", 1)[1].rstrip("]") for line in run.stdout.splitlines()
+            if "[mm-" in line and ": warning: " not in line}

@@ -23,7 +23,7 @@ from mmgitops.conformance.cluster.resolve import PortForward
 from mmgitops.gitops.schemas import catalog
 from mmgitops.lab.kubelet.publish import COMMIT_ANNOTATION, ENDPOINTS_ANNOTATION, ENGINE_ANNOTATION, PORT_FORWARD
 
-from tests.integration.conftest import managed_modelmesh, missing, mmgitops, own_cluster, predicted
+from tests.integration.conftest import flagged, managed_modelmesh, missing, mmgitops, own_cluster, predicted
 
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -133,6 +133,43 @@ def test_a_storage_key_the_namespace_lacks_fails_the_load_in_the_real_puller_as_
         failure = found["status"]["modelStatus"]["lastFailureInfo"]
         assert failure["reason"] == "ModelLoadFailed"
         assert "Did not find storage config for key nowhere" in failure["message"]
+    finally:
+        run.close()
+
+
+def test_a_runtime_with_room_for_fewer_than_ten_default_size_models_never_starts_as_validate_predicts(
+        reference_cluster, tmp_path):
+    """mm-runtime-capacity, seen on reference pods, whose `mm` is the real ModelMesh: it wants room for ten models
+    of the adapter's default size (ModelMesh.java setupMemory) and aborts start below it. Its twin, the same
+    runtime with room for nine one-unit models and a default size of one unit, serves in the first test."""
+    run = cluster_session.Session(cluster_session.api_client(reference_cluster["kubeconfig"]), secrets.token_hex(3),
+                                  Path(reference_cluster["storage_config"]), "localS3")
+    run.open()
+    try:
+        small, twin = (objects.serving_runtime(objects.read_template("cpu"), "it-small", run.namespace, run.run_id,
+                                               1, models, gpu=False) for models in (3, 9))
+        (tmp_path / "small").mkdir()
+        (tmp_path / "twin").mkdir()
+        assert "mm-runtime-capacity" in flagged(reference_cluster["env"], tmp_path / "small", [small])
+        assert "mm-runtime-capacity" not in flagged(reference_cluster["env"], tmp_path / "twin", [twin])
+        run.custom.create_namespaced_custom_object(*RUNTIMES[:2], run.namespace, RUNTIMES[2], small)
+        sample = run.samples[1]
+        key = json.loads(sample.key)
+        # An InferenceService scales the runtime up from zero (servingruntime_controller.go).
+        run.custom.create_namespaced_custom_object(*ISVC[:2], run.namespace, ISVC[2], objects.inference_service(
+            "it-model", run.namespace, run.run_id, "it-small", sample.type, key["storage_key"],
+            key["storage_params"]["bucket"], sample.path))
+        pods = Path(reference_cluster["kubeconfig"]).parent / "pods" / run.namespace
+
+        def mm_logs() -> str:
+            return "".join(p.read_text(errors="replace") for p in pods.rglob("mm.log")) if pods.is_dir() else ""
+
+        tenacity.Retrying(stop=tenacity.stop_after_delay(LOADED_WITHIN_S), wait=tenacity.wait_fixed(2), reraise=True,
+                          retry=tenacity.retry_if_result(lambda text: "too small" not in text))(mm_logs)
+        assert "Reported model capacity" in mm_logs()
+        pod = next(p for p in run.core.list_namespaced_pod(run.namespace).items
+                   if p.metadata.name.startswith("modelmesh-serving-it-small-"))
+        assert {c.type: c.status for c in pod.status.conditions or []}.get("Ready") != "True"
     finally:
         run.close()
 

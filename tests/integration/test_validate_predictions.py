@@ -9,7 +9,6 @@ import base64
 import contextlib
 import json
 import time
-from pathlib import Path
 
 import pytest
 import tenacity
@@ -17,7 +16,7 @@ import yaml
 from kubernetes import client, config
 from mmgitops.conformance.cluster import objects
 
-from tests.integration.conftest import CONTROLLER_ACTS_WITHIN_S, mmgitops, predicted
+from tests.integration.conftest import CONTROLLER_ACTS_WITHIN_S, flagged, mmgitops, predicted
 
 pytestmark = pytest.mark.integration
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -111,13 +110,6 @@ def runtime_case(case: str, twin: bool) -> list[dict]:
 RUNTIME_CASES = {"namespace": "mm-namespace-ready", "entry": "mm-storage-entry-shape",
                  "name": "mm-runtime-name-length", "adapter": "mm-runtime-adapter-contract",
                  "endpoint": "mm-runtime-endpoints"}
-
-
-def flagged(cluster_env: dict, tmp_path: Path, docs: list[dict]) -> set[str]:
-    (tmp_path / "objects.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
-    run = mmgitops("validate", str(tmp_path / "objects.yaml"), env=cluster_env, timeout=300)
-    return {line.rsplit("[", 1)[1].rstrip("]") for line in run.stdout.splitlines()
-            if "[mm-" in line and ": warning: " not in line}
 
 
 @pytest.mark.parametrize("case", sorted(RUNTIME_CASES))
