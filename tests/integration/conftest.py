@@ -75,19 +75,12 @@ def cluster_skip_reason() -> str:
 
 
 def managed_modelmesh(kubeconfig: str, applications: str = "redhat-ods-applications") -> None:
-    """A DSCInitialization and a DataScienceCluster with `modelmeshserving: Managed`, as a platform team creates
-    them: the RHOAI operator's stand-in then installs modelmesh-serving (its controller and etcd) from the overlay."""
-    from kubernetes import client, config
+    """ModelMesh made Managed as a platform team makes it (lab/controller/managed.py)."""
+    from kubernetes import config
+    from mmgitops.lab.controller.managed import manage_modelmesh
 
     with config.new_client_from_config(config_file=kubeconfig) as api:
-        custom = client.CustomObjectsApi(api)
-        custom.create_cluster_custom_object("dscinitialization.opendatahub.io", "v1", "dscinitializations", {
-            "apiVersion": "dscinitialization.opendatahub.io/v1", "kind": "DSCInitialization",
-            "metadata": {"name": "default-dsci"}, "spec": {"applicationsNamespace": applications}})
-        custom.create_cluster_custom_object("datasciencecluster.opendatahub.io", "v1", "datascienceclusters", {
-            "apiVersion": "datasciencecluster.opendatahub.io/v1", "kind": "DataScienceCluster",
-            "metadata": {"name": "default-dsc"},
-            "spec": {"components": {"modelmeshserving": {"managementState": "Managed"}}}})
+        manage_modelmesh(api, applications)
 
 
 @pytest.fixture(scope="session")

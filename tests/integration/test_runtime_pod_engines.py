@@ -61,11 +61,7 @@ def one_model_served(cluster: dict, engine: str, env: dict[str, str] | None = No
         body = objects.inference_service("it-model", run.namespace, run.run_id, "it-cpu", sample.type,
                                          key["storage_key"], key["storage_params"]["bucket"], sample.path)
         run.custom.create_namespaced_custom_object(*ISVC[:2], run.namespace, ISVC[2], body)
-        found = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(LOADED_WITHIN_S), wait=tenacity.wait_fixed(1), reraise=True,
-            retry=tenacity.retry_if_result(lambda i: (i.get("status") or {}).get("modelStatus", {})
-                                           .get("states", {}).get("activeModelState") != "Loaded"))(
-            run.custom.get_namespaced_custom_object, *ISVC[:2], run.namespace, ISVC[2], "it-model")
+        found = isvc_in_state(run, "it-model", "Loaded")
         status = found["status"]
         assert status_errors(found) == []
         assert status["modelStatus"]["transitionStatus"] == "UpToDate"
@@ -94,6 +90,15 @@ def one_model_served(cluster: dict, engine: str, env: dict[str, str] | None = No
     finally:
         forward.close()
         run.close()
+
+
+def isvc_in_state(run: cluster_session.Session, name: str, state: str) -> dict:
+    """The InferenceService once the controller reports its model in `state`."""
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_delay(LOADED_WITHIN_S), wait=tenacity.wait_fixed(1), reraise=True,
+        retry=tenacity.retry_if_result(lambda i: (i.get("status") or {}).get("modelStatus", {})
+                                       .get("states", {}).get("activeModelState") != state))(
+        run.custom.get_namespaced_custom_object, *ISVC[:2], run.namespace, ISVC[2], name)
 
 
 def status_errors(found: dict) -> list[str]:
@@ -125,11 +130,7 @@ def test_a_storage_key_the_namespace_lacks_fails_the_load_in_the_real_puller_as_
         assert predicted(tmp_path, reference_cluster["env"], bad, twin, live=reference_cluster["kubeconfig"]) == {
             "it-nokey": {"mm-storage-resolvable"}, "it-model": set()}
         run.custom.create_namespaced_custom_object(*ISVC[:2], run.namespace, ISVC[2], bad)
-        found = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(LOADED_WITHIN_S), wait=tenacity.wait_fixed(1), reraise=True,
-            retry=tenacity.retry_if_result(lambda i: (i.get("status") or {}).get("modelStatus", {})
-                                           .get("states", {}).get("activeModelState") != "FailedToLoad"))(
-            run.custom.get_namespaced_custom_object, *ISVC[:2], run.namespace, ISVC[2], "it-nokey")
+        found = isvc_in_state(run, "it-nokey", "FailedToLoad")
         failure = found["status"]["modelStatus"]["lastFailureInfo"]
         assert failure["reason"] == "ModelLoadFailed"
         assert "Did not find storage config for key nowhere" in failure["message"]

@@ -1,4 +1,4 @@
-"""The suite's commands: `conform` (run, report, cleanup) and `bench` (validate, mesh, conform, sync)."""
+"""The suite's commands: `conform` (run, report, cleanup) and `bench` (validate, mesh, conform, sync, scale)."""
 
 from __future__ import annotations
 
@@ -147,7 +147,26 @@ def bench_parser(sub: argparse._SubParsersAction) -> None:
                               "Argo CD; then, on another fresh one, the time `mmgitops apply overlays/conformance` "
                               "takes to the last wave healthy. Printed side by side. Takes a few minutes; the "
                               "local Argo CD needs root.")
-    for each in (bv, bm, bc, bs):
+    bk = bench_sub.add_parser("scale", help="the recipe's scale: 100 InferenceServices on a 3-replica GPU runtime",
+                              description="On a fresh local cluster of its own (named scale), with the real "
+                              "modelmesh-serving controller: a GPU ServingRuntime of --replicas pods, each with room "
+                              "for 9 one-unit models; --models InferenceServices created in one pass; each "
+                              "requested once; then --seconds of requests from --clients clients, 90% to a hot "
+                              "set of --hot models. Prints the times to a status and to an answer, models loaded "
+                              "per pod, cold and warm latencies, evictions, failed requests and each pod's memory, "
+                              "beside the recipe's claims. Takes about 10 minutes on reference pods; needs root.")
+    bk.add_argument("--engine", choices=("reference", "embedded"), default="reference",
+                    help="what plays the runtime pods: reference pods, the real data plane (default), or the "
+                    "embedded mesh")
+    bk.add_argument("--models", type=whole(1, 1000), default=100, metavar="N")
+    bk.add_argument("--replicas", type=whole(1, 4), default=3, metavar="N", help="runtime pods (the GPU node has 4)")
+    bk.add_argument("--hot", type=whole(1), default=15, metavar="N", help="the hot set, fewer than the pods hold")
+    bk.add_argument("--seconds", type=seconds, default=60.0, help="the request stream's length")
+    bk.add_argument("--clients", type=whole(1, 32), default=2, help="concurrent clients in the stream")
+    bk.add_argument("--churn-age-ms", type=whole(0), default=None, metavar="MS",
+                    help="ModelMesh's churn guard for the runtime pods (default: ModelMesh's own, 300000 for the "
+                    "repo's runtimes)")
+    for each in (bv, bm, bc, bs, bk):
         each.add_argument("--format", choices=("text", "json"), default="text",
                           help="json: one JSON object with the same figures, as numbers (default text)")
 
@@ -170,6 +189,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         with progress("Benchmarking Argo CD's sync...") as status:
             print(sync_bench.run(repo_root(), status, args.format))
+        return EXIT_OK
+    if args.bench == "scale":
+        from mmgitops.cli import scale_bench
+        from mmgitops.conformance.cluster.scale import Plan
+
+        if args.hot >= args.models:
+            raise ToolError(f"--hot {args.hot}: the hot set must be smaller than --models {args.models}")
+        plan = Plan(models=args.models, hot=args.hot, stream_s=args.seconds, clients=args.clients)
+        with progress("Benchmarking the recipe's scale...") as status:
+            print(scale_bench.run(status, args.engine, args.replicas, plan, args.churn_age_ms, args.format))
         return EXIT_OK
     if args.bench == "conform":
         from mmgitops.cli import conform_bench

@@ -226,14 +226,18 @@ def overfilled(target: Target, lru_deployments: Deployments) -> overfull.Overful
 
 
 @pytest.fixture(scope="module")
-def overfull_pods(overfilled: overfull.Overfull, lru_deployments: Deployments,
-                  request: pytest.FixtureRequest) -> Iterator[overfull.Overfull]:
-    """The overfull pods for a module's checks. After the last module that uses them the models go, so that every
-    group after starts from empty pods, as with the `deployments` fixture."""
-    yield overfilled
+def overfull_pods(lru_deployments: Deployments, request: pytest.FixtureRequest) -> Iterator[overfull.Overfull]:
+    """The overfull pods for a module's checks. Their models go after the last module that uses them, or at once
+    when the fill failed, so that every group after starts from empty pods, as with the `deployments` fixture."""
+    try:
+        scenario: overfull.Overfull = request.getfixturevalue("overfilled")
+    except BaseException:
+        lru_deployments.remove_all()  # the fill's own failure is the one to report
+        raise
+    yield scenario
     items = request.session.items
     last = max(i for i, item in enumerate(items) if item.module is request.module)
-    if not any("overfilled" in item.fixturenames for item in items[last + 1:]):
+    if not any("overfull_pods" in item.fixturenames for item in items[last + 1:]):
         failures = lru_deployments.remove_all()
         if failures:
             pytest.fail("teardown left models behind: " + "; ".join(failures))

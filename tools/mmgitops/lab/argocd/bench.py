@@ -8,10 +8,9 @@ the last wave healthy. Both start after the samples' models are staged, which is
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,11 @@ PROFILE, OVERLAY = "conformance", Path("overlays/conformance")
 TIMEOUT = 900.0
 
 
-@contextmanager
-def _fresh_cluster(progress: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+def _fresh_cluster(progress: Callable[[str], None]) -> AbstractContextManager[dict[str, Any]]:
     from mmgitops.lab.argocd import instance
     from mmgitops.lab.cluster import cluster
 
-    previous = os.environ.get("MMGITOPS_CLUSTER_NAME")
-    os.environ["MMGITOPS_CLUSTER_NAME"] = BENCH_CLUSTER  # never a user's cluster
-    try:
-        instance.down()
-        cluster.down()
-        info = cluster.up(progress)
-        try:
-            yield info
-        finally:
-            instance.down()
-            cluster.down()
-    finally:
-        if previous is None:
-            os.environ.pop("MMGITOPS_CLUSTER_NAME", None)
-        else:
-            os.environ["MMGITOPS_CLUSTER_NAME"] = previous
+    return cluster.fresh(BENCH_CLUSTER, progress, stop_first=instance.down)
 
 
 def through_argocd(root: Path, progress: Callable[[str], None]) -> dict[str, Any]:

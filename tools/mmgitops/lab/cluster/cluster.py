@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +264,27 @@ def status() -> dict[str, Any]:
     for what, pid in {**(info.get("pod_network") or {}), **backed}.items():
         processes[what] = {"pid": pid, "running": procs.alive(pid)}
     return {"up": True, "engine": engines.EMBEDDED, **info, "processes": processes}
+
+
+@contextmanager
+def fresh(cluster: str, progress: Callable[[str], None], engine: str = engines.EMBEDDED,
+          stop_first: Callable[[], object] = lambda: None) -> Iterator[dict[str, Any]]:
+    """A fresh local cluster named `cluster` (never a user's) for the span: what an earlier one of that name left
+    is stopped first, and the cluster is stopped after; `stop_first` stops what runs beside it (its Argo CD) each
+    time before the cluster stops."""
+    previous = os.environ.get("MMGITOPS_CLUSTER_NAME")
+    os.environ["MMGITOPS_CLUSTER_NAME"] = cluster
+    try:
+        stop_first()
+        down()
+        info = up(progress, engine)
+        try:
+            yield info
+        finally:
+            stop_first()
+            down()
+    finally:
+        if previous is None:
+            os.environ.pop("MMGITOPS_CLUSTER_NAME", None)
+        else:
+            os.environ["MMGITOPS_CLUSTER_NAME"] = previous
