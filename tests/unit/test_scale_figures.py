@@ -35,6 +35,7 @@ def test_the_summary_counts_what_the_pods_last_published_and_every_failed_reques
     assert (summary["loaded_at_end"], summary["standby_at_end"]) == (17, 13)
     assert summary["pods_over_capacity"] == ["b"]  # 11 units used of 10 at t=5
     assert summary["failed_requests"] == 1 and summary["failures"] == ["INTERNAL: churn"]
+    assert summary["first_requests_answered"] == 5
     assert summary["cold_ms"] == {"p50": 200.0, "p95": 400.0, "p99": 400.0}
     assert (summary["evictions_per_min"], summary["cache_misses_per_min"]) == (3.0, 4.0)
     assert summary["stream_rps"] == round(10 / 120, 1)

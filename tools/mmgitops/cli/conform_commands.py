@@ -154,7 +154,7 @@ def bench_parser(sub: argparse._SubParsersAction) -> None:
                               "requested once; then --seconds of requests from --clients clients, 90% to a hot "
                               "set of --hot models. Prints the times to a status and to an answer, models loaded "
                               "per pod, cold and warm latencies, evictions, failed requests and each pod's memory, "
-                              "beside the recipe's claims. Takes about 10 minutes on reference pods; needs root.")
+                              "beside the recipe's claims. Takes about 2.5 minutes once built; needs root.")
     bk.add_argument("--engine", choices=("reference", "embedded"), default="reference",
                     help="what plays the runtime pods: reference pods, the real data plane (default), or the "
                     "embedded mesh")
