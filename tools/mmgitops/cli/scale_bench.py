@@ -12,9 +12,12 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmgitops.errors import ToolError
+
+if TYPE_CHECKING:
+    from mmgitops.conformance.cluster.scale import Plan
 
 SCALE_CLUSTER = "scale"
 RUNTIME = "scale-gpu"
@@ -55,7 +58,7 @@ def pod_memory(pods_root: Path, namespace: str) -> dict[str, float]:
     return {pod: round(kb / 1024, 1) for pod, kb in sorted(per_pod.items())}
 
 
-def run(progress: Callable[[str], None], engine: str, replicas: int, plan: Any, churn_age_ms: int | None,
+def run(progress: Callable[[str], None], engine: str, replicas: int, plan: Plan, churn_age_ms: int | None,
         output: str) -> str:
     from mmgitops.conformance.cluster import objects, scale, scale_figures
     from mmgitops.conformance.cluster import session as cluster_session

@@ -22,10 +22,11 @@ from typing import Any
 
 from mmgitops.conformance.cluster import objects
 from mmgitops.conformance.cluster.target import ISVC, ClusterTarget
+from mmgitops.conformance.overfull import EVICTIONS
+from mmgitops.conformance.steps import summed
 from mmgitops.conformance.target import LOADED, TargetError
 from mmgitops.modelmesh import metrics
 
-EVICTIONS = "modelmesh_age_at_eviction_milliseconds_count"
 CACHE_MISSES = "modelmesh_cache_miss_milliseconds_count"
 REGISTER_WITHIN_S = 900.0
 
@@ -176,10 +177,6 @@ class Sampler:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
-
-
-def summed(target: ClusterTarget, name: str) -> float:
-    return metrics.total((target.metrics(pod) for pod in target.pods()), name)
 
 
 def measure(target: ClusterTarget, plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
